@@ -1,0 +1,1 @@
+"""Torch compute core of skpart: tensors in, tensors out, no numpy or sklearn."""
