@@ -1,0 +1,196 @@
+"""Batched projections onto Hoyer sparseness sets and the non-negative orthant."""
+
+import math
+
+import torch
+
+
+def l1_for_sparseness(sparseness, n, l2=1.0):
+    """L1 norm that gives a vector of length ``n`` and L2 norm ``l2`` the
+    Hoyer sparseness ``sparseness``.
+
+    Hoyer's sparseness is ``(sqrt(n) - L1/L2) / (sqrt(n) - 1)``, so
+    ``L1 = L2 * (sqrt(n) - (sqrt(n) - 1) * sparseness)``.
+    """
+    sqrt_n = math.sqrt(n)
+    return l2 * (sqrt_n - (sqrt_n - 1.0) * sparseness)
+
+
+def project_nonnegative(x):
+    """Clip negative entries of ``x`` to zero, in place, and return ``x``."""
+    return x.clamp_(min=0)
+
+
+def project_l1_l2(x, l1, l2, *, max_iter=None):
+    """Euclidean projection of every row of ``x`` onto the non-negative vectors
+    with L1 norm ``l1`` and L2 norm ``l2``.
+
+    The projection has the form ``beta * max(x - alpha, 0)`` (Thom & Palm,
+    2013). The offset ``alpha`` is found by Hoyer's (2004) active-set iteration,
+    written in closed form and run on all rows at once: on the current support
+    the quadratic ``(L1 - k a)^2 = r^2 (L2^2 - 2 a L1 + k a^2)`` is solved
+    exactly, the entries that fall below the new offset leave the support, and
+    the loop stops when no support changes (about ten passes on MNIST-sized
+    rows). The result is exact up to rounding, not an iterate: every row is
+    checked against its target norms and a row that misses them (rounding on
+    near-ties in float32) is recomputed by the exact sort-based method in
+    float64.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_rows, n)
+        Vectors to project (any sign).
+    l1, l2 : float or Tensor of shape (n_rows,)
+        Target norms, with ``l2 <= l1 <= sqrt(n) * l2``.
+    max_iter : int or None
+        Cap on the active-set passes (default ``n``, which is never reached).
+
+    Returns
+    -------
+    Tensor of shape (n_rows, n)
+        Non-negative rows with the requested norms, same dtype and device as
+        ``x``.
+
+    Notes
+    -----
+    The projection is not unique when more of a row's largest entries tie than
+    the target support can hold (an all-zero or constant row, or a binary
+    image at high sparseness). Such rows go to the sort-based method with ties
+    broken by position (the earlier entry counts as larger), so the result is
+    deterministic. The two ends are exact: ``l1 == sqrt(n) * l2`` (sparseness
+    0) gives the constant row and ``l1 == l2`` (sparseness 1) a single non-zero
+    entry at the row's first maximum.
+    """
+    n_rows, n = x.shape
+    l1 = torch.as_tensor(l1, dtype=x.dtype, device=x.device).expand(n_rows)[:, None]
+    l2 = torch.as_tensor(l2, dtype=x.dtype, device=x.device).expand(n_rows)[:, None]
+    r2 = (l1 / l2) ** 2
+    max_iter = n if max_iter is None else max_iter
+    if x.device.type == "cpu" and n_rows > _CPU_CHUNK:
+        # Row blocks that stay in cache for all the passes of the iteration.
+        return torch.cat(
+            [
+                _project_block(
+                    x[i : i + _CPU_CHUNK],
+                    l1[i : i + _CPU_CHUNK],
+                    l2[i : i + _CPU_CHUNK],
+                    r2[i : i + _CPU_CHUNK],
+                    max_iter,
+                )
+                for i in range(0, n_rows, _CPU_CHUNK)
+            ]
+        )
+    return _project_block(x, l1, l2, r2, max_iter)
+
+
+_CPU_CHUNK = 2048
+
+
+def _project_block(x, l1, l2, r2, max_iter):
+    """:func:`project_l1_l2` on one block of rows (norms as column tensors)."""
+    n = x.shape[1]
+    row_max, arg_max = x.max(dim=1, keepdim=True)
+    dense_end = (r2 >= n * (1 - 1e-6)).squeeze(1)
+    sparse_end = (r2 <= 1 + 1e-6).squeeze(1)
+    tied = ((x >= row_max).sum(dim=1, keepdim=True) >= r2).squeeze(1)
+    exact = dense_end | sparse_end | tied
+
+    out, stuck = _project_active_set(x, l1, r2, row_max, max_iter)
+    # Rows the iteration cannot serve, or whose norms came out wrong.
+    tol = 1e-5 if x.dtype == torch.float32 else 1e-10
+    off = (torch.linalg.vector_norm(out, dim=1, keepdim=True) - l2).abs() > tol * l2
+    redo = (exact | stuck | off.squeeze(1) | ~torch.isfinite(out).all(dim=1)) & ~(
+        dense_end | sparse_end
+    )
+    if redo.any():
+        out[redo] = _project_sorted(x[redo], l1[redo], r2[redo])
+    if dense_end.any():
+        out[dense_end] = (l1[dense_end] / n).expand(-1, n)
+    if sparse_end.any():
+        onehot = torch.zeros_like(x[sparse_end])
+        onehot.scatter_(1, arg_max[sparse_end], l1[sparse_end])
+        out[sparse_end] = onehot
+    return out
+
+
+def _quadratic_offset(k, s1, s2, r2):
+    """Offset ``a`` with ``(s1 - k a)^2 = r2 (s2 - 2 a s1 + k a^2)``, below the
+    mean ``s1 / k`` (``s1``, ``s2``: sum and sum of squares of the support)."""
+    disc = (k * s2 - s1 * s1).clamp(min=0) / (k - r2).clamp(min=1e-12)
+    return s1 / k - torch.sqrt(r2) / k * torch.sqrt(disc)
+
+
+def _project_active_set(x, l1, r2, row_max, max_iter):
+    """Hoyer's active-set iteration in closed form, all rows at once."""
+    # Work with z = x - max(x) <= 0 so that sums of squares do not cancel.
+    z = x - row_max
+    alpha = z.amin(dim=1, keepdim=True) - 1.0  # below every entry: full support
+    alpha_prev, k_prev = alpha, None
+    stuck = torch.zeros_like(alpha, dtype=torch.bool)
+    for it in range(max_iter):
+        d = torch.relu(z - alpha)
+        k = torch.count_nonzero(d, dim=1).unsqueeze(1).to(x.dtype)
+        if k_prev is not None:
+            # Rounding on near-ties can push a support below the size the target
+            # needs (k <= r^2): such a row goes back one step and stays there;
+            # the caller redoes it exactly.
+            stuck |= k <= r2
+            alpha = torch.where(stuck, alpha_prev, alpha)
+            k = torch.where(stuck, k_prev, k)
+            if torch.equal(k, k_prev):
+                break
+            d = torch.relu(z - alpha) if stuck.any() else d
+        s1 = d.sum(dim=1, keepdim=True)
+        s2 = torch.linalg.vecdot(d, d).unsqueeze(1)
+        step = _quadratic_offset(k, s1, s2, r2)
+        # The first solve, on the full support, may move the offset down; after
+        # it the offset only rises (supports only shrink).
+        alpha_prev, k_prev = alpha, k
+        alpha = alpha + (step if it == 0 else step.clamp(min=0))
+    d = torch.relu(z - alpha)
+    return d * (l1 / d.sum(dim=1, keepdim=True)), stuck.squeeze(1)
+
+
+def _project_sorted(x, l1, r2):
+    """Exact sort-based projection (float64), ties broken by position."""
+    n = x.shape[1]
+    work = torch.float64
+    y, order = torch.sort(x.to(work), dim=1, descending=True, stable=True)
+    y = y - y[:, :1]  # shift: the largest entry is 0
+    scale = -y[:, -1:]
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    y = y - 1e-9 * scale * torch.arange(n, dtype=work, device=x.device) / n
+    k = torch.arange(1, n + 1, dtype=work, device=x.device)
+    r2 = r2.to(work)
+    alpha = _quadratic_offset(k, torch.cumsum(y, 1), torch.cumsum(y * y, 1), r2)
+    # The support size k is the one with y_{k+1} <= alpha < y_k.
+    y_next = torch.cat([y[:, 1:], torch.full_like(y[:, :1], -torch.inf)], dim=1)
+    violation = (alpha - y).clamp(min=0) + (y_next - alpha).clamp(min=0)
+    violation = torch.where(k > r2, violation, torch.inf)
+    a = torch.gather(alpha, 1, torch.argmin(violation, dim=1, keepdim=True))
+    p = torch.relu(y - a)
+    p = p * (l1.to(work) / p.sum(dim=1, keepdim=True))
+    return torch.empty_like(p).scatter_(1, order, p).to(x.dtype)
+
+
+def project_sparseness(x, sparseness, l2=None):
+    """Project every row of ``x`` to Hoyer sparseness ``sparseness``.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n_rows, n)
+    sparseness : float in [0, 1]
+        Target Hoyer sparseness of each row.
+    l2 : float, Tensor of shape (n_rows,) or None
+        L2 norm of each projected row. ``None`` keeps each row's current L2 norm
+        (an all-zero row then gets norm 1, so every row meets the target).
+
+    Returns
+    -------
+    Tensor of shape (n_rows, n)
+    """
+    n = x.shape[1]
+    if l2 is None:
+        l2 = torch.linalg.vector_norm(x, dim=1)
+        l2 = torch.where(l2 > 0, l2, torch.ones_like(l2))
+    return project_l1_l2(x, l1_for_sparseness(sparseness, n, l2), l2)

@@ -1,0 +1,131 @@
+"""The private base of skpart's estimators: validation, device, seed and dtype at the boundary."""
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.utils import check_random_state
+
+from .._core._device import make_generator, resolve_device
+from ..utils._sklearn_compat import StrOptions, validate_data
+
+#: Parameter text shared by every estimator's docstring.
+DEVICE_DOC = """device : {"cpu", "cuda", "auto"} or str, default="cpu"
+        Where the torch computations run. ``"auto"`` takes the GPU when one is
+        available. Fitted attributes are always stored as NumPy arrays, so a
+        model fitted on a GPU pickles and loads on a machine without one."""
+
+RANDOM_STATE_DOC = """random_state : int, RandomState instance or None, default=None
+        Seeds a local ``torch.Generator`` (the global torch seed is never
+        touched). Pass an int for results that are identical from run to run on
+        the CPU."""
+
+#: Constraint on ``device`` for ``_parameter_constraints``.
+DEVICE_CONSTRAINT = [StrOptions({"cpu", "cuda", "auto"}), str, torch.device]
+
+
+def _check_device_name(device):
+    """Resolve ``device`` with an error message that names the parameter."""
+    try:
+        return resolve_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"Invalid device={device!r}: {exc}") from exc
+
+
+def to_tensor(X, *, device, dtype=None):
+    """Convert a validated NumPy array or SciPy sparse matrix to a torch tensor.
+
+    Dense arrays become dense tensors (sharing memory on the CPU when possible),
+    sparse matrices become ``torch.sparse_csr`` tensors.
+    """
+    if sp.issparse(X):
+        X = X.tocsr()
+        t = torch.sparse_csr_tensor(
+            torch.from_numpy(X.indptr.astype(np.int64)),
+            torch.from_numpy(X.indices.astype(np.int64)),
+            torch.from_numpy(X.data),
+            size=X.shape,
+        )
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(X))
+    if dtype is not None:
+        t = t.to(dtype)
+    return t.to(device)
+
+
+def to_numpy(t):
+    """Detach a tensor and return it as a NumPy array on the CPU."""
+    return t.detach().cpu().numpy()
+
+
+class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Common machinery of skpart's estimators (private).
+
+    Subclasses declare ``_parameter_constraints`` and set the class attribute
+    ``_positive_only`` (NMF estimators refuse negative input). The helpers
+    here convert at the boundary: the torch core only ever sees tensors on the
+    resolved device, in the dtype of the input.
+    """
+
+    _positive_only = True
+    _accept_sparse = ("csr", "csc")
+
+    # -- boundary ------------------------------------------------------------
+    def _validate_X(self, X, *, reset):
+        """Validate ``X`` once; returns a float32/float64 array or sparse matrix."""
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=self._accept_sparse,
+            dtype=[np.float64, np.float32],
+            force_writeable=True,
+            ensure_non_negative=False,
+        )
+        if self._positive_only:
+            data = X.data if sp.issparse(X) else X
+            if data.size and data.min() < 0:
+                raise ValueError(
+                    f"Negative values in data passed to {type(self).__name__} (input X)"
+                )
+        return X
+
+    def _fit_setup(self):
+        """Resolve the device and the seeded generator at the start of ``fit``."""
+        self._device = _check_device_name(self.device)
+        rng = check_random_state(self.random_state)
+        self._generator = make_generator(rng.randint(np.iinfo(np.int32).max))
+        return self._device, self._generator
+
+    def _inference_device(self):
+        """Device for ``transform`` and friends.
+
+        The ``device`` parameter, except that a model fitted on a GPU and loaded
+        on a machine without one runs on the CPU.
+        """
+        if str(self.device).startswith("cuda") and not torch.cuda.is_available():
+            return torch.device("cpu")
+        return _check_device_name(self.device)
+
+    # -- sklearn plumbing ----------------------------------------------------
+    @property
+    def _n_features_out(self):
+        return self.n_components_
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        # torch objects that are rebuilt on demand never travel in a pickle.
+        state.pop("_device", None)
+        state.pop("_generator", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._positive_only
+        tags.input_tags.sparse = bool(self._accept_sparse)
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
