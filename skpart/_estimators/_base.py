@@ -1,4 +1,4 @@
-"""The private base of skpart's estimators: validation, device, seed and dtype at the boundary."""
+"""Private base of the estimators: validation, device, seed and dtype."""
 
 import numpy as np
 import scipy.sparse as sp
