@@ -111,6 +111,15 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             return torch.device("cpu")
         return _check_device_name(self.device)
 
+    def _decode(self, codes, components):
+        """Rebuild inputs from ``codes`` with the atoms ``components`` (NumPy).
+
+        ``inverse_transform`` is ``_decode(codes, self.components_)``; metrics
+        call it with modified atoms (the dilation error dilates them). Models
+        with a decoder bias or an output activation override it.
+        """
+        return codes @ components
+
     # -- sklearn plumbing ----------------------------------------------------
     @property
     def _n_features_out(self):

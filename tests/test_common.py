@@ -1,0 +1,34 @@
+"""scikit-learn's estimator checks on every skpart estimator, with small settings."""
+
+import pytest
+from sklearn.utils.estimator_checks import (
+    check_param_validation,
+    parametrize_with_checks,
+)
+
+from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
+
+# Small, fast settings per estimator; one entry each, owned by its issue.
+SMALL_SETTINGS = {
+    SparseNMF: None,
+    MultilayerNMF: None,
+    NonnegativeSparseAutoencoder: None,
+}
+
+# Checks that truly cannot apply, with the reason; empty on purpose.
+EXPECTED_FAILED_CHECKS = {}
+
+ESTIMATORS = [cls(**kw) for cls, kw in SMALL_SETTINGS.items() if kw is not None]
+
+
+@parametrize_with_checks(
+    ESTIMATORS,
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est), {}),
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_param_validation(estimator):
+    check_param_validation(type(estimator).__name__, estimator)
