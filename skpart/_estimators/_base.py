@@ -49,6 +49,8 @@ def to_tensor(X, *, device, dtype=None):
             torch.from_numpy(X.indices.astype(np.int64)),
             torch.from_numpy(X.data),
             size=X.shape,
+            # scipy already guarantees the CSR invariants.
+            check_invariants=False,
         )
     else:
         t = torch.from_numpy(np.ascontiguousarray(X))
