@@ -1,5 +1,7 @@
 """Private base of the estimators: validation, device, seed and dtype."""
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -44,14 +46,16 @@ def to_tensor(X, *, device, dtype=None):
     """
     if sp.issparse(X):
         X = X.tocsr()
-        t = torch.sparse_csr_tensor(
-            torch.from_numpy(X.indptr.astype(np.int64)),
-            torch.from_numpy(X.indices.astype(np.int64)),
-            torch.from_numpy(X.data),
-            size=X.shape,
-            # scipy already guarantees the CSR invariants.
-            check_invariants=False,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+            t = torch.sparse_csr_tensor(
+                torch.from_numpy(X.indptr.astype(np.int64)),
+                torch.from_numpy(X.indices.astype(np.int64)),
+                torch.from_numpy(X.data),
+                size=X.shape,
+                # scipy already guarantees the CSR invariants.
+                check_invariants=False,
+            )
     else:
         t = torch.from_numpy(np.ascontiguousarray(X))
     if dtype is not None:
