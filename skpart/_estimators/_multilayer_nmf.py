@@ -13,9 +13,5 @@ class MultilayerNMF(PartBase):
     'MultilayerNMF'
     """
 
-    def __init__(self, n_components=None):
-        self.n_components = n_components
-
-    def fit(self, X, y=None):
-        """Not implemented yet."""
+    def __init__(self, *args, **kwargs):
         raise NotImplementedError("MultilayerNMF is not implemented yet.")
