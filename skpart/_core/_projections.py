@@ -89,31 +89,58 @@ _CPU_CHUNK = 256
 def _project_block(x, l1, l2, r2, max_iter):
     """:func:`project_l1_l2` on one block of rows (norms as column tensors)."""
     n = x.shape[1]
-    row_max, arg_max = x.max(dim=1, keepdim=True)
+    row_max = x.amax(dim=1, keepdim=True)
     dense_end = (r2 >= n * (1 - 1e-6)).squeeze(1)
     sparse_end = (r2 <= 1 + 1e-6).squeeze(1)
+    ends = dense_end | sparse_end
     # Entries equal to the row maximum; sign() sums are far faster than
     # boolean counts in torch's CPU kernels.
     n_top = n - torch.sign(row_max - x).sum(dim=1, keepdim=True)
     tied = (n_top >= r2).squeeze(1)
-    exact = dense_end | sparse_end | tied
 
     out, stuck = _project_active_set(x, l1, r2, row_max, max_iter)
-    # Rows the iteration cannot serve, or whose norms came out wrong.
+    # Rows with tied maxima, rows where rounding stopped the iteration, and rows
+    # whose norms came out wrong (or NaN) are redone in float64.
     tol = 1e-5 if x.dtype == torch.float32 else 1e-10
-    off = (torch.linalg.vector_norm(out, dim=1, keepdim=True) - l2).abs() > tol * l2
-    redo = (exact | stuck | off.squeeze(1) | ~torch.isfinite(out).all(dim=1)) & ~(
-        dense_end | sparse_end
-    )
+    norm = torch.linalg.vector_norm(out, dim=1, keepdim=True)
+    off = ~((norm - l2).abs() <= tol * l2).squeeze(1)
+    redo = (tied | stuck | off) & ~ends
     if redo.any():
-        out[redo] = _project_sorted(x[redo], l1[redo], r2[redo])
+        out[redo] = _project_tie_broken(x[redo], l1[redo], r2[redo], max_iter)
     if dense_end.any():
         out[dense_end] = (l1[dense_end] / n).expand(-1, n)
     if sparse_end.any():
+        arg_max = x[sparse_end].argmax(dim=1, keepdim=True)
         onehot = torch.zeros_like(x[sparse_end])
-        onehot.scatter_(1, arg_max[sparse_end], l1[sparse_end])
+        onehot.scatter_(1, arg_max, l1[sparse_end])
         out[sparse_end] = onehot
     return out
+
+
+def _project_tie_broken(x, l1, r2, max_iter):
+    """Exact projection in float64 with ties broken by position.
+
+    Entries are lowered by a ramp far below the data's resolution (the earlier
+    entry of a tie counts as larger), then projected by the active-set
+    iteration; rows that rounding still stops go to the sort-based method.
+    """
+    work = torch.float64
+    n = x.shape[1]
+    x64 = x.to(work)
+    row_max = x64.amax(dim=1, keepdim=True)
+    scale = row_max - x64.amin(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    x64 = x64 - 1e-9 * scale * torch.arange(n, dtype=work, device=x.device) / n
+    l1, r2 = l1.to(work), r2.to(work)
+    out, stuck = _project_active_set(
+        x64, l1, r2, x64.amax(1, keepdim=True), max_iter, centered=True
+    )
+    norm = torch.linalg.vector_norm(out, dim=1, keepdim=True)
+    target = torch.sqrt(l1 * l1 / r2)
+    stuck |= ~((norm - target).abs() <= 1e-10 * target).squeeze(1)
+    if stuck.any():
+        out[stuck] = _project_sorted(x64[stuck], l1[stuck], r2[stuck])
+    return out.to(x.dtype)
 
 
 def _quadratic_offset(k, s1, s2, r2):
@@ -123,11 +150,20 @@ def _quadratic_offset(k, s1, s2, r2):
     return s1 / k - torch.sqrt(r2) / k * torch.sqrt(disc)
 
 
-def _project_active_set(x, l1, r2, row_max, max_iter):
-    """Hoyer's active-set iteration in closed form, all rows at once."""
-    # Work with z = x - max(x) <= 0 so that sums of squares do not cancel.
+def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
+    """Hoyer's active-set iteration in closed form, all rows at once.
+
+    The support sums are taken either of ``d = max(z - alpha, 0)`` (fast: four
+    passes an iteration) or, with ``centered=True``, of ``z = x - max(x)`` on
+    the support (one pass more, but free of the cancellation that near-ties
+    cause when ``alpha`` is far from the entries).
+    """
     z = x - row_max
-    alpha = z.amin(dim=1, keepdim=True) - 1.0  # below every entry: full support
+    zz = z * z if centered else None
+    # Start just below every entry (full support). The margin is relative to
+    # the row's range so that the sums below do not cancel at any scale.
+    z_min = z.amin(dim=1, keepdim=True)
+    alpha = z_min + 1e-3 * torch.where(z_min < 0, z_min, -torch.ones_like(z_min))
     alpha_prev, k_prev = alpha, None
     stuck = torch.zeros_like(alpha, dtype=torch.bool)
     d = torch.empty_like(z)
@@ -145,13 +181,19 @@ def _project_active_set(x, l1, r2, row_max, max_iter):
                 break
             if stuck.any():
                 torch.sub(z, alpha, out=d).relu_()
-        s1 = d.sum(dim=1, keepdim=True)
-        s2 = torch.linalg.vecdot(d, d).unsqueeze(1)
-        step = _quadratic_offset(k, s1, s2, r2)
+        if centered:
+            mask = torch.sign(d)
+            s1 = torch.linalg.vecdot(mask, z).unsqueeze(1)
+            s2 = torch.linalg.vecdot(mask, zz).unsqueeze(1)
+            new = _quadratic_offset(k, s1, s2, r2)
+        else:
+            s1 = d.sum(dim=1, keepdim=True)
+            s2 = torch.linalg.vecdot(d, d).unsqueeze(1)
+            new = alpha + _quadratic_offset(k, s1, s2, r2)
         # The first solve, on the full support, may move the offset down; after
         # it the offset only rises (supports only shrink).
         alpha_prev, k_prev = alpha, k
-        alpha = alpha + (step if it == 0 else step.clamp(min=0))
+        alpha = new if it == 0 else torch.maximum(new, alpha)
     d = torch.relu(z - alpha)
     return d * (l1 / d.sum(dim=1, keepdim=True)), stuck.squeeze(1)
 
