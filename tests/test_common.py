@@ -10,8 +10,8 @@ from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
 
 # Small, fast settings per estimator; one entry each, owned by its issue.
 SMALL_SETTINGS = {
-    SparseNMF: None,
-    MultilayerNMF: None,
+    SparseNMF: {"n_components": 3, "max_iter": 50, "random_state": 0},
+    MultilayerNMF: {"n_components": (2, 1), "max_iter": 20, "fine_tune_iter": 10},
     NonnegativeSparseAutoencoder: None,
 }
 
