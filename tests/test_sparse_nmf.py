@@ -1,0 +1,387 @@
+"""Tests of SparseNMF and its torch core: sklearn equivalence, constraints, codes."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.decomposition import NMF
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+from skpart import SparseNMF
+from skpart._core._nmf import _beta_divergence_rows, _row_blocks, fit_nmf
+from skpart.metrics import hoyer_sparsity
+
+
+def _hoyer_rows(A):
+    """Hoyer sparseness of every row of ``A`` (float64)."""
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[1]
+    ratio = np.abs(A).sum(1) / np.sqrt((A * A).sum(1))
+    return (np.sqrt(n) - ratio) / (np.sqrt(n) - 1)
+
+
+@pytest.fixture
+def X_lowrank(rng):
+    """60 x 20 non-negative data of rank about 5, with noise."""
+    return rng.rand(60, 5) @ rng.rand(5, 20) + 0.05 * rng.rand(60, 20)
+
+
+# -- equivalence with scikit-learn --------------------------------------------
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_same_error_as_sklearn(X_lowrank, solver, sparse_input):
+    X = sp.csr_matrix(X_lowrank) if sparse_input else X_lowrank
+    kw = dict(n_components=5, init="nndsvda", solver=solver, max_iter=100, tol=0)
+    sk = NMF(random_state=0, **kw).fit(X)
+    ours = SparseNMF(random_state=0, **kw).fit(X)
+    # Guard against a trivial solution before comparing.
+    assert sk.reconstruction_err_ < 0.5 * np.linalg.norm(X_lowrank)
+    assert ours.reconstruction_err_ == pytest.approx(sk.reconstruction_err_, rel=0.01)
+
+
+@pytest.mark.parametrize("beta_loss", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+def test_mu_iterates_match_sklearn(X_lowrank, beta_loss):
+    # Same start, same multiplicative updates: the same factors, every beta.
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    X = X_lowrank + 0.1
+    W0, H0 = _initialize_nmf(X, 4, init="nndsvda", random_state=0)
+    kw = dict(n_components=4, init="custom", solver="mu", max_iter=30, tol=0)
+    kw["beta_loss"] = beta_loss
+    sk = NMF(**kw).fit(X, W=W0.copy(), H=H0.copy())
+    ours = SparseNMF(**kw).fit(X, W=W0.copy(), H=H0.copy())
+    np.testing.assert_allclose(ours.components_, sk.components_, rtol=1e-6)
+    assert ours.reconstruction_err_ == pytest.approx(sk.reconstruction_err_, rel=1e-8)
+
+
+def test_cd_fixed_point_matches_sklearn(X_lowrank):
+    # HALS and sklearn's coordinate descent share their fixed points.
+    kw = dict(n_components=4, init="nndsvda", random_state=0, tol=1e-8)
+    kw["max_iter"] = 2000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = NMF(**kw).fit(X_lowrank)
+        ours = SparseNMF(**kw).fit(X_lowrank)
+    assert ours.reconstruction_err_ == pytest.approx(sk.reconstruction_err_, rel=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+def test_regularization_matches_sklearn(X_lowrank, solver):
+    a_W, a_H, ratio = 0.01, 0.02, 0.5
+    kw = dict(n_components=4, init="nndsvda", solver=solver, max_iter=200, tol=0)
+    kw.update(alpha_W=a_W, alpha_H=a_H, l1_ratio=ratio)
+    n, m = X_lowrank.shape
+
+    def objective(W, H):
+        # sklearn's penalised objective, scaling written out.
+        return (
+            0.5 * np.sum((X_lowrank - W @ H) ** 2)
+            + a_W * ratio * m * W.sum()
+            + a_H * ratio * n * H.sum()
+            + 0.5 * a_W * (1 - ratio) * m * (W**2).sum()
+            + 0.5 * a_H * (1 - ratio) * n * (H**2).sum()
+        )
+
+    sk = NMF(random_state=0, **kw)
+    ours = SparseNMF(random_state=0, **kw)
+    f_sk = objective(sk.fit_transform(X_lowrank), sk.components_)
+    f_ours = objective(ours.fit_transform(X_lowrank), ours.components_)
+    assert f_sk < 0.5 * np.sum(X_lowrank**2)
+    assert f_ours == pytest.approx(f_sk, rel=0.01)
+
+
+# -- the objective goes down ---------------------------------------------------
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+def test_mu_decreases_every_beta_loss(rng, beta):
+    X = torch.from_numpy(rng.rand(30, 12) + 0.1)
+    W = torch.from_numpy(rng.rand(30, 3) + 0.1)
+    H = torch.from_numpy(rng.rand(3, 12) + 0.1)
+    blocks = _row_blocks(X)
+
+    def loss(W, H):
+        # The beta divergence written out, independently of the core.
+        Y = (W @ H).numpy()
+        Xn = X.numpy()
+        if beta == 0:
+            return np.sum(Xn / Y - np.log(Xn / Y) - 1)
+        if beta == 1:
+            return np.sum(Xn * np.log(Xn / Y) - Xn + Y)
+        return np.sum(
+            (Xn**beta + (beta - 1) * Y**beta - beta * Xn * Y ** (beta - 1))
+            / (beta * (beta - 1))
+        )
+
+    previous = loss(W, H)
+    assert float(_beta_divergence_rows(blocks, W, H, beta).sum()) == pytest.approx(
+        previous, rel=1e-10
+    )
+    for _ in range(20):
+        W, H, _ = fit_nmf(X, W, H, solver="mu", beta_loss=beta, max_iter=1, tol=0)
+        current = loss(W, H)
+        assert current <= previous * (1 + 1e-12)
+        previous = current
+
+
+@pytest.mark.parametrize("sparseness", [None, 0.6])
+def test_cd_decreases_frobenius(X_lowrank, sparseness):
+    X = torch.from_numpy(X_lowrank)
+    rng = np.random.RandomState(1)
+    W = torch.from_numpy(rng.rand(60, 4))
+    H = torch.from_numpy(rng.rand(4, 20))
+    previous = np.inf
+    for _ in range(15):
+        W, H, _ = fit_nmf(X, W, H, max_iter=1, tol=0, sparseness_H=sparseness)
+        current = 0.5 * np.sum((X_lowrank - (W @ H).numpy()) ** 2)
+        assert current <= previous * (1 + 1e-12)
+        previous = current
+
+
+# -- constraints ---------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+@pytest.mark.parametrize("s_atoms, s_codes", [(0.7, None), (None, 0.5), (0.6, 0.4)])
+def test_exact_sparseness(X_lowrank, solver, s_atoms, s_codes):
+    model = SparseNMF(
+        n_components=6,
+        solver=solver,
+        sparseness_components=s_atoms,
+        sparseness_codes=s_codes,
+        random_state=0,
+        max_iter=50,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = model.fit_transform(X_lowrank)
+    W2 = model.transform(X_lowrank[:9])
+    if s_atoms is not None:
+        np.testing.assert_allclose(_hoyer_rows(model.components_), s_atoms, atol=1e-4)
+    if s_codes is not None:
+        np.testing.assert_allclose(_hoyer_rows(W), s_codes, atol=1e-4)
+        np.testing.assert_allclose(_hoyer_rows(W2), s_codes, atol=1e-4)
+    # Not a trivial solution.
+    assert model.reconstruction_err_ < 0.5 * np.linalg.norm(X_lowrank)
+
+
+@pytest.mark.parametrize("init", ["random", "nndsvd", "nndsvda", "nndsvdar"])
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+@pytest.mark.parametrize("s", [None, 0.5])
+def test_non_negative(X_small, init, solver, s):
+    model = SparseNMF(
+        3,
+        init=init,
+        solver=solver,
+        sparseness_components=s,
+        sparseness_codes=s,
+        random_state=0,
+        max_iter=20,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (ConvergenceWarning, UserWarning))
+        W = model.fit_transform(X_small)
+    assert (W >= 0).all() and (model.components_ >= 0).all()
+    assert np.isfinite(W).all() and W.max() > 0
+
+
+def test_planted_factorisation_is_recovered(rng):
+    W = rng.rand(80, 4)
+    H = rng.rand(4, 15)
+    X = W @ H
+    model = SparseNMF(4, init="nndsvda", tol=1e-10, max_iter=3000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    assert model.reconstruction_err_ < 1e-3 * np.linalg.norm(X)
+
+
+# -- codes ---------------------------------------------------------------------
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+@pytest.mark.parametrize("s_codes", [None, 0.5])
+def test_transform_is_batch_independent(X_lowrank, solver, s_codes):
+    model = SparseNMF(5, solver=solver, sparseness_codes=s_codes, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X_lowrank)
+    full = model.transform(X_lowrank)
+    np.testing.assert_allclose(full[:7], model.transform(X_lowrank[:7]), rtol=1e-6)
+    np.testing.assert_allclose(full[3], model.transform(X_lowrank[3:4])[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("s_codes", [None, 0.5])
+def test_fit_transform_equals_fit_then_transform(X_lowrank, s_codes):
+    kw = dict(n_components=5, sparseness_codes=s_codes, random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W = SparseNMF(**kw).fit_transform(X_lowrank)
+        W2 = SparseNMF(**kw).fit(X_lowrank).transform(X_lowrank)
+    np.testing.assert_array_equal(W, W2)
+
+
+def test_sparse_input_equals_dense(X_lowrank):
+    X = X_lowrank.copy()
+    X[X < 0.8] = 0
+    kw = dict(n_components=4, random_state=0, max_iter=30, sparseness_components=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = SparseNMF(**kw).fit(X)
+        sparse = SparseNMF(**kw).fit(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse.components_, dense.components_, rtol=1e-6)
+    np.testing.assert_allclose(
+        sparse.transform(sp.csc_matrix(X)), dense.transform(X), rtol=1e-6, atol=1e-10
+    )
+
+
+def test_float32_follows_and_agrees_with_float64(X_lowrank):
+    kw = dict(n_components=4, random_state=0, max_iter=100, tol=0)
+    m64 = SparseNMF(**kw).fit(X_lowrank)
+    m32 = SparseNMF(**kw).fit(X_lowrank.astype(np.float32))
+    assert m32.components_.dtype == np.float32
+    assert m32.transform(X_lowrank.astype(np.float32)).dtype == np.float32
+    assert m64.transform(X_lowrank).dtype == np.float64
+    assert m32.reconstruction_err_ == pytest.approx(m64.reconstruction_err_, rel=1e-3)
+
+
+def test_deterministic(X_lowrank):
+    kw = dict(n_components=5, init="random", shuffle=True, random_state=3)
+    kw.update(sparseness_components=0.5, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = SparseNMF(**kw).fit_transform(X_lowrank)
+        b = SparseNMF(**kw).fit_transform(X_lowrank)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_attributes_and_api(X_lowrank):
+    model = SparseNMF(3, random_state=0, max_iter=500)
+    out = model.fit_transform(X_lowrank)
+    names = ["sparsenmf0", "sparsenmf1", "sparsenmf2"]
+    assert list(model.get_feature_names_out()) == names
+    assert model.n_components_ == 3 and model.n_features_in_ == 20
+    assert not hasattr(model, "feature_names_in_")
+    assert 0 < model.n_iter_ <= 500
+    rebuilt = model.inverse_transform(out)
+    assert rebuilt.shape == X_lowrank.shape
+    assert np.linalg.norm(rebuilt - X_lowrank) == pytest.approx(
+        model.reconstruction_err_, rel=0.05
+    )
+
+
+def test_set_output_pandas(X_lowrank):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X_lowrank, columns=[f"f{i}" for i in range(20)])
+    model = SparseNMF(3, random_state=0, max_iter=500).set_output(transform="pandas")
+    out = model.fit_transform(df)
+    assert list(out.columns) == ["sparsenmf0", "sparsenmf1", "sparsenmf2"]
+    assert list(model.feature_names_in_) == list(df.columns)
+
+
+def test_auto_n_components_from_custom_init(X_lowrank, rng):
+    W0, H0 = rng.rand(60, 7), rng.rand(7, 20)
+    model = SparseNMF(init="custom", max_iter=5, tol=0).fit(X_lowrank, W=W0, H=H0)
+    assert model.n_components_ == 7
+    assert SparseNMF(max_iter=5, tol=0).fit(X_lowrank).n_components_ == 20
+
+
+def test_hoyer_sparsity_metric_agrees(X_lowrank):
+    model = SparseNMF(4, sparseness_components=0.8, random_state=0, max_iter=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X_lowrank)
+    assert hoyer_sparsity(model.components_) == pytest.approx(0.8, abs=1e-4)
+
+
+# -- errors --------------------------------------------------------------------
+def test_negative_values_raise(X_lowrank):
+    X = X_lowrank.copy()
+    X[0, 0] = -1
+    with pytest.raises(ValueError, match="Negative values in data passed to SparseNMF"):
+        SparseNMF(2).fit(X)
+    model = SparseNMF(2, max_iter=5, tol=0).fit(X_lowrank)
+    with pytest.raises(ValueError, match="Negative values in data passed to SparseNMF"):
+        model.transform(X)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_raise(X_lowrank, value):
+    X = X_lowrank.copy()
+    X[1, 2] = value
+    with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+        SparseNMF(2).fit(X)
+
+
+def test_wrong_shapes_raise(X_lowrank):
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        SparseNMF(2).fit(X_lowrank[0])
+    model = SparseNMF(2, max_iter=5, tol=0).fit(X_lowrank)
+    with pytest.raises(
+        ValueError, match="X has 5 features, but SparseNMF is expecting"
+    ):
+        model.transform(X_lowrank[:, :5])
+    with pytest.raises(ValueError, match="wrong first dimension passed to SparseNMF"):
+        SparseNMF(2, init="custom").fit(
+            X_lowrank, W=np.ones((3, 2)), H=np.ones((2, 20))
+        )
+    with pytest.raises(TypeError, match="should have the same dtype as X"):
+        SparseNMF(2, init="custom").fit(
+            X_lowrank, W=np.ones((60, 2), np.float32), H=np.ones((2, 20), np.float32)
+        )
+
+
+def test_unfitted_raises(X_lowrank):
+    with pytest.raises(NotFittedError, match="SparseNMF instance is not fitted"):
+        SparseNMF(2).transform(X_lowrank)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"sparseness_codes": 1.5}, "'sparseness_codes' parameter of SparseNMF"),
+        ({"sparseness_components": -0.1}, "'sparseness_components' parameter"),
+        ({"n_components": 0}, "'n_components' parameter of SparseNMF"),
+        ({"solver": "pg"}, "'solver' parameter of SparseNMF"),
+        ({"beta_loss": "kl"}, "'beta_loss' parameter of SparseNMF"),
+        ({"beta_loss": 1.0}, "solver 'cd' does not handle beta_loss = 1.0"),
+        (
+            {"solver": "mu", "beta_loss": 1.0, "sparseness_codes": 0.5},
+            "sparseness constraints .* need beta_loss='frobenius'",
+        ),
+        ({"device": "tpu"}, "Invalid device='tpu'"),
+        ({"init": "nndsvd", "n_components": 30}, "init = 'nndsvd' can only be used"),
+    ],
+)
+def test_bad_parameters_raise(X_lowrank, params, match):
+    with pytest.raises(ValueError, match=match):
+        SparseNMF(**params).fit(X_lowrank)
+
+
+def test_itakura_saito_with_zeros_raises(X_lowrank):
+    X = X_lowrank.copy()
+    X[0, 0] = 0
+    with pytest.raises(ValueError, match="When beta_loss <= 0 and X contains zeros"):
+        SparseNMF(2, solver="mu", beta_loss="itakura-saito").fit(X)
+
+
+def test_convergence_warning(X_lowrank):
+    with pytest.warns(ConvergenceWarning, match="Maximum number of iterations 2"):
+        SparseNMF(3, max_iter=2).fit(X_lowrank)
+
+
+def test_mu_with_nndsvd_warns(X_lowrank):
+    with pytest.warns(UserWarning, match="cannot update zeros present in the init"):
+        SparseNMF(3, solver="mu", init="nndsvd", max_iter=500).fit(X_lowrank)
+
+
+# -- MNIST: part-based atoms -----------------------------------------------------
+def test_mnist_atoms_are_sparse_parts(mnist_train_2000):
+    X = mnist_train_2000[0][:500]
+    model = SparseNMF(16, sparseness_components=0.8, random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    np.testing.assert_allclose(_hoyer_rows(model.components_), 0.8, atol=1e-4)
+    plain = SparseNMF(16, random_state=0, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain.fit(X)
+    # The constraint costs some error, but not a collapse.
+    assert model.reconstruction_err_ < 1.5 * plain.reconstruction_err_
