@@ -13,8 +13,9 @@ _EPS64 = float(torch.finfo(torch.float64).eps)
 
 #: Elements per dense row block (beta divergences, densified sparse blocks).
 _BLOCK_ELEMS = 1 << 22
-#: Bytes of a (k, block) slab of the factor in a CPU HALS sweep (stays in L2).
-_SWEEP_BYTES = 1 << 20
+#: Bytes of a (k, block) slab of the factor in a CPU HALS sweep (cache-sized;
+#: larger slabs mean fewer small parallel regions, which stall on a busy CPU).
+_SWEEP_BYTES = 1 << 22
 #: Convergence is checked every this many iterations (one host sync each).
 _CHECK_EVERY = 10
 
