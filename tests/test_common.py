@@ -12,7 +12,7 @@ from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
 SMALL_SETTINGS = {
     SparseNMF: {"n_components": 3, "max_iter": 50, "random_state": 0},
     MultilayerNMF: {"n_components": (2, 1), "max_iter": 20, "fine_tune_iter": 10},
-    NonnegativeSparseAutoencoder: None,
+    NonnegativeSparseAutoencoder: {"n_components": 4, "max_iter": 5, "batch_size": 16},
 }
 
 # Checks that truly cannot apply, with the reason; empty on purpose.

@@ -1,23 +1,683 @@
-"""The NonnegativeSparseAutoencoder estimator (placeholder until its issue lands)."""
+"""The NonnegativeSparseAutoencoder estimator."""
 
-from ._base import PartBase
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import expit
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_array
+
+from .._core._autoencoder import (
+    History,
+    Objective,
+    SparseAutoencoder,
+    initialize_autoencoder,
+    make_optimizer,
+    reconstruction_mse,
+    train,
+)
+from .._core._device import randperm, resolve_dtype
+from ..utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_is_fitted,
+)
+from ._base import (
+    DEVICE_DOC,
+    RANDOM_STATE_DOC,
+    PartBase,
+    to_numpy,
+    to_tensor,
+)
+
+_PARAMS = {
+    "encoder_weight": "encoder_components_",
+    "encoder_bias": "encoder_intercept_",
+    "decoder_weight": "components_",
+    "decoder_bias": "decoder_intercept_",
+}
 
 
 class NonnegativeSparseAutoencoder(PartBase):
-    """NonnegativeSparseAutoencoder (not implemented yet).
+    """Shallow autoencoder with non-negative decoder atoms and a sparse code.
+
+    A one-hidden-layer autoencoder whose hidden code ``h`` (one sigmoid unit per
+    component) is pushed towards a low mean activation and whose decoder
+    weights, the atoms or "parts" in ``components_``, are kept non-negative by
+    projection after every optimiser step (Lemme et al., 2012) or encouraged to
+    be non-negative by an asymmetric weight decay (Hosseini-Asl et al., 2016).
+    Trained by mini-batch Adam or SGD, or full-batch L-BFGS, on a PyTorch core;
+    used like any scikit-learn transformer.
+
+    The model is
+
+    .. math::
+
+        h = \\sigma(x W_e^\\top + b_e), \\qquad
+        \\hat x = g(h W_d + b_d),
+
+    with :math:`W_e, W_d` of shape ``(n_components, n_features)`` (``W_d`` is
+    ``components_``, ``W_e`` is ``encoder_components_``), :math:`\\sigma` the
+    logistic sigmoid and :math:`g` the ``decoder_activation``. On a batch
+    :math:`B` of :math:`n_B` samples of :math:`m` features it minimises
+
+    .. math::
+
+        J = \\frac{1}{n_B m} \\sum_{i \\in B} \\sum_{f=1}^{m}
+            \\ell(\\hat x_{if}, x_{if})
+          + \\beta \\sum_{j=1}^{k} S(p, t_j)
+          + \\frac{\\lambda}{2} \\sum_{W \\in \\mathcal{C}} \\sum_{j, f}
+            \\phi(W_{jf}),
+        \\qquad t_j = \\frac{1}{n_B} \\sum_{i \\in B} h_{ij},
+
+    where :math:`\\ell` is the squared error (``loss="mse"``) or the binary
+    cross-entropy (``loss="bce"``), so the first term is a *mean over samples
+    and features*; :math:`\\beta` is ``sparsity_weight`` multiplying a *sum
+    over the* :math:`k` *hidden units* of the sparsity penalty :math:`S` on
+    the unit's mean activation :math:`t_j` and the target :math:`p`
+    (``sparsity_target``):
+
+    - ``"kl"``: :math:`p \\log \\frac{p}{t} + (1 - p) \\log \\frac{1 - p}{1 - t}`,
+    - ``"l2"``: :math:`(p - t)^2`,
+    - ``"epsilon_l1"``: :math:`\\sqrt{(p - t)^2 + \\epsilon}`,
+    - ``"log"``: :math:`\\log(1 + (p - t)^2)`;
+
+    the last term is present only with ``nonnegativity="asymmetric_decay"``:
+    :math:`\\lambda` is ``decay_weight``, :math:`\\mathcal{C}` holds
+    :math:`W_d` (and :math:`W_e` when ``nonnegative_encoder=True``), and
+    :math:`\\phi(w) = \\psi(w)` for :math:`w < 0`, :math:`\\phi(w) = r\\,
+    \\psi(w)` for :math:`w \\ge 0` (:math:`r` is ``decay_ratio``) with
+    :math:`\\psi(w) = w^2` (``decay_norm="l2"``), :math:`|w|` (``"l1"``) or
+    :math:`\\sqrt{w^2 + \\epsilon} - \\sqrt{\\epsilon} + w^2` (``"l1_l2"``).
+    With ``nonnegativity="projection"`` the weights in :math:`\\mathcal{C}`
+    are instead clipped to :math:`\\ge 0` after every step.
+
+    **Scale of** ``sparsity_weight``. Because the reconstruction term is a mean
+    over features, :math:`\\beta` here equals :math:`2 \\beta' / m` for the
+    :math:`\\beta'` of Ng's notes and of NCAE, whose reconstruction term is
+    :math:`\\frac{1}{2} \\sum_f` per sample: their :math:`\\beta' = 3` is
+    :math:`\\beta \\approx 0.0077` on MNIST (:math:`m = 784`). Likewise their
+    decay :math:`\\alpha' = 0.003` is ``decay_weight`` :math:`\\approx 7.7
+    \\times 10^{-6}`. Useful values of ``sparsity_weight`` lie around
+    ``1e-3`` to ``1e-2``; larger values trade reconstruction for sparsity.
+
+    In scikit-learn's orientation the codes returned by :meth:`transform` are
+    the rows of ``W`` (one per sample) and ``components_`` holds the atoms (one
+    per row), as in :class:`~sklearn.decomposition.NMF`.
+
+    Parameters
+    ----------
+    n_components : int, default=100
+        Number of hidden units (atoms).
+    sparsity : {"kl", "l2", "epsilon_l1", "log"} or None, default="kl"
+        Penalty on the mean activation of each hidden unit; None for none.
+    sparsity_target : float in (0, 1), default=0.05
+        Target mean activation :math:`p`.
+    sparsity_weight : float >= 0, default=1e-3
+        Weight :math:`\\beta` of the sparsity penalty (see the scale above).
+    epsilon : float > 0, default=1e-6
+        Smoothing constant of the ``"epsilon_l1"`` sparsity penalty and of the
+        ``"l1_l2"`` decay norm (unlike :class:`~sklearn.neural_network.
+        MLPRegressor`, not Adam's constant).
+    nonnegativity : {"projection", "asymmetric_decay"} or None, \
+            default="projection"
+        How the decoder (and with ``nonnegative_encoder`` the encoder) weights
+        are made non-negative. ``"projection"`` guarantees that
+        ``components_`` has no negative entry at any time.
+    decay_weight : float >= 0, default=1e-5
+        Weight :math:`\\lambda` of the asymmetric decay.
+    decay_ratio : float >= 0, default=0.0
+        Decay of the non-negative weights relative to the negative ones;
+        0 is NCAE (only negative weights decay), 1 is plain weight decay.
+    decay_norm : {"l2", "l1", "l1_l2"}, default="l2"
+        Norm :math:`\\psi` of the asymmetric decay.
+    nonnegative_encoder : bool, default=False
+        Also constrain the encoder weights (NCAE constrains both layers; the
+        projection papers only the decoder).
+    decoder_activation : {"sigmoid", "identity", "relu"}, default="sigmoid"
+        Output activation :math:`g`.
+    loss : {"mse", "bce"}, default="mse"
+        Reconstruction loss. ``"bce"`` needs data in [0, 1] and
+        ``decoder_activation="sigmoid"``.
+    weight_init : {"glorot_uniform", "he_normal", "orthogonal", "normal", \
+            "nmf", "nmf_identity"}, default="glorot_uniform"
+        Initial weights (biases start at 0; constrained weights are projected
+        with ``nonnegativity="projection"``). ``"nmf"`` starts the decoder
+        from an NMF of the training data (NNDSVDa then HALS) with the matching
+        pseudo-inverse encoder; ``"nmf_identity"`` factorises the identity
+        matrix of size ``n_features`` into non-negative encoder and decoder
+        factors whose product is close to the identity. Both NMF starts need
+        non-negative data.
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        Optimiser. ``"lbfgs"`` is full-batch L-BFGS with a strong-Wolfe line
+        search (one iteration per epoch; ``learning_rate_init`` and
+        ``batch_size`` are not used).
+    learning_rate_init : float > 0, default=3e-3
+        Step size of Adam and SGD.
+    batch_size : int, default=64
+        Mini-batch size (clipped to the number of samples).
+    momentum : float in [0, 1], default=0.9
+        Momentum of SGD.
+    max_iter : int, default=200
+        Maximum number of epochs (L-BFGS iterations for ``"lbfgs"``).
+    tol : float >= 0, default=1e-5
+        Improvement of the training objective (or of the validation score with
+        ``early_stopping``) below which an epoch counts as no improvement.
+        The objective is a mean over features, so this is an absolute change
+        in mean squared error per entry.
+    n_iter_no_change : int, default=10
+        Training stops after more than this many consecutive epochs without an
+        improvement by ``tol``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data, stop on its
+        score (negative reconstruction MSE) and keep the best weights.
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of the training data held out with ``early_stopping``.
+    shuffle : bool, default=True
+        Shuffle the samples at every epoch.
+    {random_state}
+        It draws the initial weights, the epoch permutations and the
+        validation split.
+    verbose : int, default=0
+        Print one line per epoch (objective, reconstruction loss, mean
+        activation, validation score, elapsed time).
+    warm_start : bool, default=False
+        Continue from the fitted weights on the next ``fit`` (with a fresh
+        optimiser state) instead of initialising again.
+    {device}
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Decoder weights :math:`W_d`, the atoms.
+    n_components_ : int
+        Number of components.
+    encoder_components_ : ndarray of shape (n_components, n_features)
+        Encoder weights :math:`W_e` (row ``j`` is unit ``j``'s filter).
+    encoder_intercept_ : ndarray of shape (n_components,)
+        Encoder bias :math:`b_e`.
+    decoder_intercept_ : ndarray of shape (n_features,)
+        Decoder bias :math:`b_d`.
+    loss_curve_ : list of float
+        Mean training objective of every epoch.
+    validation_scores_ : list of float or None
+        Validation score (negative reconstruction MSE) after every epoch with
+        ``early_stopping``, else None.
+    best_validation_score_ : float or None
+        Best validation score with ``early_stopping``, else None.
+    best_loss_ : float or None
+        Lowest epoch objective without ``early_stopping``, else None.
+    n_iter_ : int
+        Number of epochs run (over all ``partial_fit`` calls since the start).
+    reconstruction_err_ : float
+        Mean squared reconstruction error per entry on the training data after
+        fitting.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    SparseNMF : NMF with Hoyer sparseness constraints.
+    MultilayerNMF : Stacked NMF.
+    sklearn.neural_network.MLPRegressor : The training-loop parameters follow it.
+
+    Notes
+    -----
+    The sparsity penalty uses the mean activation over each mini-batch, so the
+    result depends on ``batch_size``; :meth:`transform` is a fixed function of
+    each sample. Fitted state is stored as NumPy arrays; the torch module is
+    rebuilt on demand, so a model fitted on a GPU pickles and loads on a
+    machine without one. ``partial_fit`` keeps the optimiser state between
+    calls within a session (not across pickling).
+
+    References
+    ----------
+    .. [1] E. Hosseini-Asl, J. M. Zurada and O. Nasraoui, "Deep learning of
+       part-based representation of data using sparse autoencoders with
+       nonnegativity constraints", IEEE Trans. Neural Netw. Learn. Syst. 27(12),
+       2016.
+    .. [2] A. Lemme, R. F. Reinhart and J. J. Steil, "Online learning and
+       generalization of parts-based image representations by non-negative
+       sparse autoencoders", Neural Networks 33, 2012.
+    .. [3] A. Ng, "Sparse autoencoder", CS294A lecture notes, Stanford, 2011.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from skpart import NonnegativeSparseAutoencoder
-    >>> NonnegativeSparseAutoencoder.__name__
-    'NonnegativeSparseAutoencoder'
+    >>> X = np.random.RandomState(0).rand(50, 16)
+    >>> ae = NonnegativeSparseAutoencoder(n_components=4, max_iter=3, random_state=0)
+    >>> codes = ae.fit_transform(X)
+    >>> codes.shape, ae.components_.shape
+    ((50, 4), (4, 16))
+    >>> bool((ae.components_ >= 0).all())
+    True
     """
 
-    def __init__(self, n_components=None):
-        self.n_components = n_components
+    _positive_only = False
+    _accept_sparse = False
 
-    def fit(self, X, y=None):
-        """Not implemented yet."""
-        raise NotImplementedError(
-            "NonnegativeSparseAutoencoder is not implemented yet."
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "sparsity": [StrOptions({"kl", "l2", "epsilon_l1", "log"}), None],
+        "sparsity_target": [Interval(Real, 0, 1, closed="neither")],
+        "sparsity_weight": [Interval(Real, 0, None, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "nonnegativity": [StrOptions({"projection", "asymmetric_decay"}), None],
+        "decay_weight": [Interval(Real, 0, None, closed="left")],
+        "decay_ratio": [Interval(Real, 0, None, closed="left")],
+        "decay_norm": [StrOptions({"l2", "l1", "l1_l2"})],
+        "nonnegative_encoder": ["boolean"],
+        "decoder_activation": [StrOptions({"identity", "sigmoid", "relu"})],
+        "loss": [StrOptions({"mse", "bce"})],
+        "weight_init": [
+            StrOptions(
+                {
+                    "glorot_uniform",
+                    "he_normal",
+                    "orthogonal",
+                    "normal",
+                    "nmf",
+                    "nmf_identity",
+                }
+            )
+        ],
+        "solver": [StrOptions({"adam", "sgd", "lbfgs"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        # Narrower than the shared DEVICE_CONSTRAINT, whose bare ``str`` lets any
+        # string through (check_param_validation then fails): "cuda:N" is
+        # given as torch.device("cuda:N").
+        "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
+    }
+
+    def __init__(
+        self,
+        n_components=100,
+        *,
+        sparsity="kl",
+        sparsity_target=0.05,
+        sparsity_weight=1e-3,
+        epsilon=1e-6,
+        nonnegativity="projection",
+        decay_weight=1e-5,
+        decay_ratio=0.0,
+        decay_norm="l2",
+        nonnegative_encoder=False,
+        decoder_activation="sigmoid",
+        loss="mse",
+        weight_init="glorot_uniform",
+        solver="adam",
+        learning_rate_init=3e-3,
+        batch_size=64,
+        momentum=0.9,
+        max_iter=200,
+        tol=1e-5,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        device="cpu",
+    ):
+        self.n_components = n_components
+        self.sparsity = sparsity
+        self.sparsity_target = sparsity_target
+        self.sparsity_weight = sparsity_weight
+        self.epsilon = epsilon
+        self.nonnegativity = nonnegativity
+        self.decay_weight = decay_weight
+        self.decay_ratio = decay_ratio
+        self.decay_norm = decay_norm
+        self.nonnegative_encoder = nonnegative_encoder
+        self.decoder_activation = decoder_activation
+        self.loss = loss
+        self.weight_init = weight_init
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.device = device
+
+    # -- fitting ---------------------------------------------------------------
+    def _objective(self):
+        return Objective(
+            loss=self.loss,
+            sparsity=self.sparsity,
+            sparsity_target=float(self.sparsity_target),
+            sparsity_weight=float(self.sparsity_weight),
+            epsilon=float(self.epsilon),
+            nonnegativity=self.nonnegativity,
+            decay_weight=float(self.decay_weight),
+            decay_ratio=float(self.decay_ratio),
+            decay_norm=self.decay_norm,
+            nonnegative_encoder=bool(self.nonnegative_encoder),
         )
+
+    def _check_params_vs_input(self, X):
+        name = type(self).__name__
+        if self.loss == "bce":
+            if self.decoder_activation != "sigmoid":
+                raise ValueError(
+                    f"{name}: loss='bce' needs decoder_activation='sigmoid', got "
+                    f"decoder_activation={self.decoder_activation!r}."
+                )
+            if X.size and (X.min() < 0 or X.max() > 1):
+                raise ValueError(
+                    f"{name}: loss='bce' needs data in [0, 1]; input X has values "
+                    f"in [{X.min():.3g}, {X.max():.3g}]. Scale X (e.g. with "
+                    "MinMaxScaler) or use loss='mse'."
+                )
+        if self.weight_init in ("nmf", "nmf_identity") and X.size and X.min() < 0:
+            raise ValueError(
+                f"Negative values in data passed to {name} (input X): "
+                f"weight_init={self.weight_init!r} needs non-negative data."
+            )
+
+    def _build_module(self, n_features, dtype, device):
+        return SparseAutoencoder(
+            n_features,
+            self.n_components,
+            self.decoder_activation,
+            dtype=dtype,
+            device=device,
+        )
+
+    def _module_from_attributes(self, device, dtype=None):
+        """Torch module holding the fitted weights (rebuilt from NumPy)."""
+        dtype = resolve_dtype(self.components_.dtype) if dtype is None else dtype
+        module = self._build_module(self.n_features_in_, dtype, device)
+        with torch.no_grad():
+            for pname, attr in _PARAMS.items():
+                getattr(module, pname).copy_(
+                    to_tensor(getattr(self, attr), device=device, dtype=dtype)
+                )
+        return module
+
+    def _store(self, module):
+        for pname, attr in _PARAMS.items():
+            setattr(self, attr, to_numpy(getattr(module, pname)))
+        self.n_components_ = self.components_.shape[0]
+
+    def _fit(self, X, *, incremental):
+        first_call = not hasattr(self, "components_")
+        continuing = incremental and not first_call and hasattr(self, "_module")
+        if incremental and self.early_stopping:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit does not support "
+                "early_stopping=True; use fit."
+            )
+        X = self._validate_X(
+            X, reset=first_call or not (incremental or self.warm_start)
+        )
+        self._check_params_vs_input(X)
+        if continuing:
+            device, generator, module = self._device, self._generator, self._module
+            dtype = module.decoder_weight.dtype
+        else:
+            device, generator = self._fit_setup()
+            dtype = resolve_dtype(X.dtype)
+        Xt = to_tensor(X, device=device, dtype=dtype)
+        objective = self._objective()
+
+        if continuing:
+            optimizer = self._optimizer
+        else:
+            if (self.warm_start or incremental) and not first_call:
+                module = self._module_from_attributes(device, dtype)
+            else:
+                module = self._build_module(X.shape[1], dtype, device)
+                initialize_autoencoder(
+                    module, Xt, self.weight_init, generator=generator
+                )
+                objective.project(module)
+            optimizer = make_optimizer(
+                module, self.solver, self.learning_rate_init, self.momentum
+            )
+        if continuing:
+            history = self._history
+        elif not first_call and (incremental or self.warm_start):
+            # Continue the record; a warm-started fit counts its own epochs.
+            history = History(
+                loss_curve=list(self.loss_curve_),
+                n_iter=self.n_iter_ if incremental else 0,
+            )
+        else:
+            history = History()
+
+        X_val = None
+        X_train = Xt
+        if self.early_stopping:
+            n_val = int(round(self.validation_fraction * Xt.shape[0]))
+            if n_val < 2 or Xt.shape[0] - n_val < 1:
+                raise ValueError(
+                    f"The validation set of {type(self).__name__} is too small "
+                    f"({n_val} samples). Increase validation_fraction or the "
+                    "number of samples."
+                )
+            perm = randperm(Xt.shape[0], generator, device=device)
+            X_val, X_train = Xt[perm[:n_val]], Xt[perm[n_val:]]
+
+        try:
+            train(
+                module,
+                optimizer,
+                objective,
+                X_train,
+                history=history,
+                max_iter=self.max_iter,
+                batch_size=self.batch_size,
+                solver=self.solver,
+                X_val=X_val,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                shuffle=self.shuffle,
+                generator=generator,
+                verbose=self.verbose,
+                incremental=incremental,
+            )
+        except FloatingPointError as exc:
+            raise ValueError(
+                f"{type(self).__name__}: training diverged ({exc}). Decrease "
+                "learning_rate_init or the penalty weights."
+            ) from exc
+
+        self._module, self._optimizer, self._history = module, optimizer, history
+        self._store(module)
+        self.loss_curve_ = list(history.loss_curve)
+        self.n_iter_ = history.n_iter
+        if self.early_stopping:
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = history.best_loss
+        self.reconstruction_err_ = reconstruction_mse(module, Xt)
+        if not incremental and not history.converged:
+            warnings.warn(
+                f"{type(self).__name__}: maximum number of epochs {self.max_iter} "
+                "reached and the optimisation has not converged yet. Increase "
+                "max_iter to improve convergence.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the autoencoder on ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One pass (epoch) of training over ``X``, continuing from the last call.
+
+        The first call initialises the weights; later calls keep the weights,
+        the optimiser state and the random generator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        return self._fit(X, incremental=True)
+
+    # -- inference -------------------------------------------------------------
+    def _inference_module(self, dtype):
+        """Torch module from the fitted attributes, on the inference device."""
+        return self._module_from_attributes(self._inference_device(), dtype)
+
+    def transform(self, X):
+        """Hidden codes ``sigmoid(X W_e^T + b_e)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_components)
+            Codes, in the dtype of ``X`` (float32 or float64).
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        dtype = resolve_dtype(X.dtype)
+        module = self._inference_module(dtype)
+        Xt = to_tensor(X, device=module.decoder_weight.device, dtype=dtype)
+        with torch.no_grad():
+            return to_numpy(module.encode(Xt))
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return the codes of ``X`` (same as ``fit(X).transform(X)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_components)
+            Codes of the training data.
+        """
+        return self.fit(X).transform(X)
+
+    def _decode(self, codes, components):
+        z = codes @ components + self.decoder_intercept_.astype(codes.dtype)
+        if self.decoder_activation == "sigmoid":
+            return expit(z)
+        if self.decoder_activation == "relu":
+            return np.maximum(z, 0)
+        return z
+
+    def inverse_transform(self, X):
+        """Decode codes back to the input space: ``g(codes W_d + b_d)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Reconstruction, in the dtype of the codes.
+        """
+        check_is_fitted(self)
+        codes = check_array(X, dtype=[np.float64, np.float32])
+        if codes.shape[1] != self.n_components_:
+            raise ValueError(
+                f"{type(self).__name__}.inverse_transform expects codes with "
+                f"{self.n_components_} columns (n_components_), got "
+                f"{codes.shape[1]}."
+            )
+        return self._decode(codes, self.components_.astype(codes.dtype, copy=False))
+
+    def score(self, X, y=None):
+        """Negative mean squared reconstruction error per entry (greater is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            ``-mean((X - inverse_transform(transform(X))) ** 2)``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        X_hat = self.inverse_transform(self.transform(X))
+        return -float(np.mean((np.asarray(X, dtype=np.float64) - X_hat) ** 2))
+
+    # -- persistence -----------------------------------------------------------
+    def __getstate__(self):
+        state = super().__getstate__()
+        for key in ("_module", "_optimizer", "_history"):
+            state.pop(key, None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+if NonnegativeSparseAutoencoder.__doc__:  # None under python -OO
+    NonnegativeSparseAutoencoder.__doc__ = NonnegativeSparseAutoencoder.__doc__.replace(
+        "{random_state}", RANDOM_STATE_DOC
+    ).replace("{device}", DEVICE_DOC)

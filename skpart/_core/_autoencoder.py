@@ -1,0 +1,409 @@
+"""Shallow sparse autoencoder: the ``nn.Module``, its initialisers and training loop."""
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ._device import rand, randn, randperm
+from ._losses import asymmetric_decay, bce_loss, mse_loss, sparsity_penalty
+
+_ACTIVATIONS = {
+    "identity": lambda z: z,
+    "sigmoid": torch.sigmoid,
+    "relu": torch.relu,
+}
+
+
+class SparseAutoencoder(nn.Module):
+    """``h = sigmoid(X W_e^T + b_e)``, ``X_hat = g(h W_d + b_d)``.
+
+    Both weight matrices have shape ``(n_components, n_features)``: row ``j``
+    of ``decoder_weight`` is the atom of hidden unit ``j`` and row ``j`` of
+    ``encoder_weight`` its filter. Parameters are left uninitialised; see
+    :func:`initialize_autoencoder`.
+    """
+
+    def __init__(
+        self, n_features, n_components, decoder_activation="sigmoid", *, dtype, device
+    ):
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.encoder_weight = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.encoder_bias = nn.Parameter(torch.zeros(n_components, **kw))
+        self.decoder_weight = nn.Parameter(torch.zeros(n_components, n_features, **kw))
+        self.decoder_bias = nn.Parameter(torch.zeros(n_features, **kw))
+        self.decoder_activation = decoder_activation
+        self._g = _ACTIVATIONS[decoder_activation]
+
+    def encode(self, X):
+        """Hidden code ``sigmoid(X W_e^T + b_e)``."""
+        return torch.sigmoid(torch.addmm(self.encoder_bias, X, self.encoder_weight.t()))
+
+    def decoder_logits(self, H):
+        """Pre-activation output ``H W_d + b_d``."""
+        return torch.addmm(self.decoder_bias, H, self.decoder_weight)
+
+    def decode(self, H):
+        """Reconstruction ``g(H W_d + b_d)``."""
+        return self._g(self.decoder_logits(H))
+
+    def forward(self, X):
+        """Return the code ``h`` and the output logits."""
+        H = self.encode(X)
+        return H, self.decoder_logits(H)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_g", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._g = _ACTIVATIONS[self.decoder_activation]
+
+
+# -- initialisation --------------------------------------------------------------
+
+
+def _orthogonal(rows, cols, generator, *, dtype, device):
+    """A (semi-)orthogonal ``rows x cols`` matrix from the QR of a Gaussian draw."""
+    A = randn(
+        (max(rows, cols), min(rows, cols)), generator, dtype=torch.float64, device="cpu"
+    )
+    Q, R = torch.linalg.qr(A)
+    Q = Q * torch.sign(torch.diagonal(R)).masked_fill(torch.diagonal(R) == 0, 1.0)
+    if rows < cols:
+        Q = Q.t()
+    return Q.contiguous().to(device=device, dtype=dtype)
+
+
+def _nmf_factors(X, n_components, generator, max_iter):
+    """NMF ``X ~ W H`` (HALS from NNDSVDa, or random when NNDSVD cannot apply)."""
+    from ._init import initialize_nmf
+    from ._nmf import fit_nmf
+
+    init = "nndsvda" if n_components <= min(X.shape) else "random"
+    W, H = initialize_nmf(X, n_components, init, generator=generator)
+    W, H, _ = fit_nmf(X, W, H, solver="cd", max_iter=max_iter, generator=generator)
+    return W, H
+
+
+def _matching_encoder(module, X, A, B):
+    """Encoder/decoder from non-negative factors with ``X A B ~ X``.
+
+    The linear codes ``u = X A`` are scaled per unit into [0, 1] over ``X`` (the
+    decoder rows ``B`` take the inverse scale) and the encoder is set so that
+    ``sigmoid(4 u - 2)``, the sigmoid linearised around 0, is about ``u``. A
+    sigmoid output is linearised the same way (decoder ``4 B``, bias -2).
+    """
+    scale = (X @ A).amax(dim=0).clamp_min(torch.finfo(X.dtype).tiny)
+    A = A / scale
+    B = B * scale[:, None]
+    sigmoid_out = module.decoder_activation == "sigmoid"
+    with torch.no_grad():
+        module.encoder_weight.copy_(4.0 * A.t())
+        module.encoder_bias.fill_(-2.0)
+        module.decoder_weight.copy_(4.0 * B if sigmoid_out else B)
+        module.decoder_bias.fill_(-2.0 if sigmoid_out else 0.0)
+
+
+def _mean_output_bias(module, X):
+    """Decoder bias whose output is the mean sample when the code is zero.
+
+    ``g^{-1}(mean(X))``: the mean itself for the identity and ReLU outputs, its
+    logit (the mean clipped into [0.001, 0.999]) for the sigmoid output.
+    """
+    mean = X.mean(dim=0)
+    if module.decoder_activation == "sigmoid":
+        return torch.logit(mean.clamp(1e-3, 1.0 - 1e-3))
+    return mean
+
+
+def initialize_autoencoder(module, X, init, *, generator, nmf_max_iter=100):
+    """Initialise ``module``'s parameters in place.
+
+    For the random methods the encoder bias starts at zero and the decoder bias
+    at :func:`_mean_output_bias` (the output starts at the mean sample, so the
+    first steps are not spent learning the background).
+
+    - ``"glorot_uniform"``: U(-b, b) with ``b = sqrt(6 / (n_features +
+      n_components))`` for both layers.
+    - ``"he_normal"``: N(0, 2 / fan_in) (fan-in ``n_features`` for the encoder,
+      ``n_components`` for the decoder).
+    - ``"orthogonal"``: (semi-)orthogonal matrices.
+    - ``"normal"``: N(0, 0.01^2).
+    - ``"nmf"``: NMF of the data ``X ~ W H``; the decoder is ``H`` and the
+      encoder the pseudo-inverse of the decoder, through the linearised sigmoid
+      (:func:`_matching_encoder`).
+    - ``"nmf_identity"``: NMF of the identity of size ``n_features``,
+      ``I ~ A B``; the encoder is ``A`` and the decoder ``B`` (both non-negative),
+      through the linearised sigmoid.
+
+    All draws come from ``generator`` (on the CPU).
+    """
+    k, n = module.decoder_weight.shape
+    kw = {"dtype": X.dtype, "device": X.device}
+    with torch.no_grad():
+        module.encoder_bias.zero_()
+        if init == "glorot_uniform":
+            bound = math.sqrt(6.0 / (n + k))
+            for w in (module.encoder_weight, module.decoder_weight):
+                w.copy_((2.0 * rand((k, n), generator, **kw) - 1.0) * bound)
+        elif init == "he_normal":
+            module.encoder_weight.copy_(
+                randn((k, n), generator, **kw) * math.sqrt(2 / n)
+            )
+            module.decoder_weight.copy_(
+                randn((k, n), generator, **kw) * math.sqrt(2 / k)
+            )
+        elif init == "orthogonal":
+            module.encoder_weight.copy_(_orthogonal(k, n, generator, **kw))
+            module.decoder_weight.copy_(_orthogonal(k, n, generator, **kw))
+        elif init == "normal":
+            module.encoder_weight.copy_(0.01 * randn((k, n), generator, **kw))
+            module.decoder_weight.copy_(0.01 * randn((k, n), generator, **kw))
+        elif init == "nmf":
+            _, H = _nmf_factors(X, k, generator, nmf_max_iter)
+            A = torch.linalg.pinv(H)
+            _matching_encoder(module, X, A, H)
+        elif init == "nmf_identity":
+            eye = torch.eye(n, **kw)
+            A, B = _nmf_factors(eye, k, generator, nmf_max_iter)
+            _matching_encoder(module, X, A, B)
+        else:
+            raise ValueError(f"Unknown weight_init {init!r}")
+        if init not in ("nmf", "nmf_identity"):
+            module.decoder_bias.copy_(_mean_output_bias(module, X))
+
+
+# -- training --------------------------------------------------------------------
+
+
+@dataclass
+class Objective:
+    """Penalties of the training objective, already resolved to plain values."""
+
+    loss: str = "mse"
+    sparsity: str | None = "kl"
+    sparsity_target: float = 0.05
+    sparsity_weight: float = 1e-3
+    epsilon: float = 1e-6
+    nonnegativity: str | None = "projection"
+    decay_weight: float = 0.0
+    decay_ratio: float = 0.0
+    decay_norm: str = "l2"
+    nonnegative_encoder: bool = False
+
+    def constrained(self, module):
+        """The weights that must be non-negative."""
+        if self.nonnegative_encoder:
+            return [module.decoder_weight, module.encoder_weight]
+        return [module.decoder_weight]
+
+    def __call__(self, module, X):
+        """Return ``(objective, reconstruction loss, code)`` on the batch ``X``."""
+        H, Z = module(X)
+        if self.loss == "bce":
+            rec = bce_loss(Z, X)
+        else:
+            rec = mse_loss(module._g(Z), X)
+        total = rec
+        if self.sparsity is not None and self.sparsity_weight > 0:
+            t = H.mean(dim=0)
+            penalty = sparsity_penalty(
+                self.sparsity, t, self.sparsity_target, self.epsilon
+            )
+            total = total + self.sparsity_weight * penalty
+        if self.nonnegativity == "asymmetric_decay" and self.decay_weight > 0:
+            for w in self.constrained(module):
+                decay = asymmetric_decay(
+                    w, self.decay_ratio, self.decay_norm, self.epsilon
+                )
+                total = total + self.decay_weight * decay
+        return total, rec, H
+
+    def project(self, module):
+        """Clip the constrained weights to >= 0 in place (projection only)."""
+        if self.nonnegativity == "projection":
+            with torch.no_grad():
+                for w in self.constrained(module):
+                    w.clamp_(min=0)
+
+
+def make_optimizer(module, solver, learning_rate_init, momentum=0.9):
+    """The torch optimiser for ``solver`` ("adam", "sgd" or "lbfgs").
+
+    L-BFGS takes unit initial steps with a strong-Wolfe line search (its
+    ``learning_rate_init`` is not used), one iteration per :func:`train` epoch.
+    """
+    params = list(module.parameters())
+    if solver == "adam":
+        return torch.optim.Adam(params, lr=learning_rate_init)
+    if solver == "sgd":
+        return torch.optim.SGD(params, lr=learning_rate_init, momentum=momentum)
+    if solver == "lbfgs":
+        return torch.optim.LBFGS(
+            params, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe"
+        )
+    raise ValueError(f"Unknown solver {solver!r}")
+
+
+@dataclass
+class History:
+    """Training record carried across :func:`train` calls (``partial_fit``)."""
+
+    loss_curve: list = field(default_factory=list)
+    validation_scores: list = field(default_factory=list)
+    best_loss: float = math.inf
+    best_validation_score: float = -math.inf
+    best_state: dict | None = None
+    no_improvement_count: int = 0
+    n_iter: int = 0
+    converged: bool = False
+
+
+@torch.no_grad()
+def reconstruction_mse(module, X, batch_size=4096):
+    """Mean squared reconstruction error of ``module`` on ``X``, as a float."""
+    total = torch.zeros((), dtype=torch.float64, device=X.device)
+    for start in range(0, X.shape[0], batch_size):
+        xb = X[start : start + batch_size]
+        total += (module.decode(module.encode(xb)) - xb).square().sum().double()
+    return float(total) / X.numel()
+
+
+def _run_epoch(module, optimizer, objective, X, batch_size, perm):
+    """One pass of mini-batch steps; returns on-device sums (loss, rec, act)."""
+    n = X.shape[0]
+    acc = torch.zeros(3, dtype=X.dtype, device=X.device)
+    project = objective.nonnegativity == "projection"
+    constrained = objective.constrained(module)
+    for start in range(0, n, batch_size):
+        xb = (
+            X[start : start + batch_size]
+            if perm is None
+            else X[perm[start : start + batch_size]]
+        )
+        optimizer.zero_grad(set_to_none=True)
+        total, rec, H = objective(module, xb)
+        total.backward()
+        optimizer.step()
+        if project:
+            with torch.no_grad():
+                for w in constrained:
+                    w.clamp_(min=0)
+        with torch.no_grad():
+            nb = xb.shape[0]
+            acc[0].add_(total.detach(), alpha=nb)
+            acc[1].add_(rec.detach(), alpha=nb)
+            acc[2].add_(H.detach().mean(), alpha=nb)
+    return acc / n
+
+
+def _run_lbfgs_iteration(module, optimizer, objective, X):
+    """One full-batch L-BFGS iteration; returns (loss, rec, act) at its start."""
+    record = {}
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        total, rec, H = objective(module, X)
+        total.backward()
+        if "total" not in record:
+            record["total"] = total.detach()
+            record["rec"] = rec.detach()
+            record["act"] = H.detach().mean()
+        return total
+
+    optimizer.step(closure)
+    objective.project(module)
+    return torch.stack([record["total"], record["rec"], record["act"]])
+
+
+def train(
+    module,
+    optimizer,
+    objective,
+    X,
+    *,
+    history,
+    max_iter,
+    batch_size=64,
+    solver="adam",
+    X_val=None,
+    tol=1e-4,
+    n_iter_no_change=10,
+    shuffle=True,
+    generator=None,
+    verbose=0,
+    incremental=False,
+):
+    """Train ``module`` on ``X`` for up to ``max_iter`` epochs, in place.
+
+    Each epoch shuffles ``X`` (one permutation from ``generator``), takes one
+    optimiser step per mini-batch and, with projection, clips the constrained
+    weights after every step; L-BFGS does one full-batch iteration per epoch.
+    Stopping follows scikit-learn's MLP: without ``X_val``, training stops when
+    the epoch's mean objective has not improved on the best by ``tol`` for more
+    than ``n_iter_no_change`` epochs; with ``X_val`` the validation score
+    (negative reconstruction MSE) takes its place and the best parameters are
+    restored at the end. ``incremental`` runs one epoch (``partial_fit``).
+
+    The only host synchronisation is once per epoch. Returns ``history``,
+    updated.
+    """
+    n = X.shape[0]
+    batch_size = max(1, min(batch_size, n))
+    t0 = time.perf_counter()
+    for _ in range(1 if incremental else max_iter):
+        if solver == "lbfgs":
+            stats = _run_lbfgs_iteration(module, optimizer, objective, X)
+        else:
+            perm = randperm(n, generator, device=X.device) if shuffle else None
+            stats = _run_epoch(module, optimizer, objective, X, batch_size, perm)
+        loss, rec, act = stats.tolist()
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"The training objective became {loss} at epoch {history.n_iter + 1}."
+            )
+        history.n_iter += 1
+        history.loss_curve.append(loss)
+        line = (
+            f"Iteration {history.n_iter}, loss = {loss:.8f}, reconstruction = "
+            f"{rec:.8f}, mean activation = {act:.4f}"
+        )
+        if X_val is not None:
+            score = -reconstruction_mse(module, X_val)
+            history.validation_scores.append(score)
+            line += f", validation score = {score:.8f}"
+            if score < history.best_validation_score + tol:
+                history.no_improvement_count += 1
+            else:
+                history.no_improvement_count = 0
+            if score > history.best_validation_score:
+                history.best_validation_score = score
+                history.best_state = {
+                    k: v.detach().clone() for k, v in module.state_dict().items()
+                }
+        else:
+            if loss > history.best_loss - tol:
+                history.no_improvement_count += 1
+            else:
+                history.no_improvement_count = 0
+            history.best_loss = min(history.best_loss, loss)
+        if verbose:
+            print(f"{line}, time = {time.perf_counter() - t0:.2f}s", flush=True)
+        if history.no_improvement_count > n_iter_no_change:
+            history.converged = True
+            if verbose:
+                what = "Validation score" if X_val is not None else "Training loss"
+                print(
+                    f"{what} did not improve more than tol={tol} for "
+                    f"{n_iter_no_change} consecutive epochs. Stopping."
+                )
+            break
+    if X_val is not None and history.best_state is not None and not incremental:
+        module.load_state_dict(history.best_state)
+    return history
