@@ -29,7 +29,8 @@ if which == "sklearn":
 else:
     from skpart import SparseNMF as Model
 warnings.simplefilter("ignore")
-Model(int(k), init="nndsvda", solver=solver, max_iter=int(max_iter), random_state=0).fit(X)
+model = Model(int(k), init="nndsvda", solver=solver, max_iter=int(max_iter))
+model.fit(X)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"after_load_mib": base / 1024, "peak_mib": peak / 1024}))
 """
