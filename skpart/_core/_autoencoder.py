@@ -246,7 +246,13 @@ def make_optimizer(module, solver, learning_rate_init, momentum=0.9):
         return torch.optim.SGD(params, lr=learning_rate_init, momentum=momentum)
     if solver == "lbfgs":
         return torch.optim.LBFGS(
-            params, lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe"
+            params,
+            lr=1.0,
+            max_iter=1,
+            history_size=20,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
         )
     raise ValueError(f"Unknown solver {solver!r}")
 
@@ -318,7 +324,15 @@ def _run_lbfgs_iteration(module, optimizer, objective, X):
         return total
 
     optimizer.step(closure)
+    before = [w.detach().clone() for w in objective.constrained(module)]
     objective.project(module)
+    clipped = any(
+        not torch.equal(b, w) for b, w in zip(before, objective.constrained(module))
+    )
+    if clipped:
+        # The projection moved the iterate: the curvature pairs no longer
+        # describe the path, so L-BFGS restarts from a gradient step.
+        optimizer.state.clear()
     return torch.stack([record["total"], record["rec"], record["act"]])
 
 
