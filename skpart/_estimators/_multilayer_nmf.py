@@ -1,17 +1,521 @@
-"""The MultilayerNMF estimator (placeholder until its issue lands)."""
+"""The MultilayerNMF estimator: stacked NMF layers with joint fine-tuning."""
 
-from ._base import PartBase
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array
+
+from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
+from .._core._nmf import beta_divergence, solve_codes
+from ..utils._sklearn_compat import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    check_is_fitted,
+)
+from ._base import (
+    DEVICE_DOC,
+    RANDOM_STATE_DOC,
+    PartBase,
+    to_numpy,
+    to_tensor,
+)
+
+_SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
 
 class MultilayerNMF(PartBase):
-    """MultilayerNMF (not implemented yet).
+    """Multilayer non-negative matrix factorisation with joint fine-tuning.
+
+    A stack of non-negative factorisations ``X ~ W_L H_L ... H_2 H_1``. Layer 1
+    factorises the data, ``X ~ W_1 H_1``, and layer ``l`` factorises the codes
+    of the layer before, ``W_(l-1) ~ W_l H_l`` (Cichocki and Zdunek, 2006),
+    each layer with the solver of :class:`~skpart.SparseNMF`. After this
+    sequential pass all factors are fine-tuned jointly on the reconstruction
+    of ``X`` (as deep NMF does after its layer-wise pre-training, Trigeorgis et
+    al., 2014), which is what makes the stack better than its parts. The
+    effective atoms ``components_ = H_L ... H_1`` live in input space and are
+    non-negative, ready to plot.
+
+    The fine-tuning minimises
+
+    .. math::
+
+        L(W_L, H_1, \\dots, H_L) = 0.5 \\, \\| X - W_L H_L \\cdots H_1 \\|_{Fro}^2
+
+    over non-negative factors, subject to the Hoyer (2004) sparseness
+    constraints when they are set: every row of ``H_l`` has sparseness
+    ``sparseness_components[l]`` and every row of ``W_L`` has sparseness
+    ``sparseness_codes[L]``, where the sparseness of a vector ``x`` of length
+    ``n`` is :math:`(\\sqrt{n} - \\|x\\|_1 / \\|x\\|_2) / (\\sqrt{n} - 1)`.
+    The constraints are hard (no penalty weights). Layer ``l`` of the
+    sequential pass solves the same problem for ``W_(l-1) ~ W_l H_l`` with the
+    constraints of layer ``l``.
+
+    Orientation: as in scikit-learn's :class:`~sklearn.decomposition.NMF`,
+    rows of ``X`` are samples, ``W`` holds the codes (one row per sample) and
+    ``H`` the atoms (one row per atom). Hoyer's paper writes the transpose
+    (his ``W`` holds the atoms).
+
+    Parameters
+    ----------
+    n_components : int or tuple of int
+        The ranks ``(k_1, ..., k_L)`` of the layers, first (closest to the
+        data) to last; a bare int makes one layer. Ranks must not increase with
+        depth and ``k_1`` must not exceed ``n_features``.
+
+    sparseness_components : float, sequence of (float or None) or None, \
+default=None
+        Hoyer sparseness in [0, 1] of every row of every ``H_l`` (one value for
+        all layers), or one value (or ``None``) per layer. ``None``: no
+        constraint. The rows of ``H_1`` are atoms in input space; the rows of a
+        deeper ``H_l`` say how an atom of layer ``l`` mixes the atoms of layer
+        ``l - 1``. ``components_`` is not constrained itself.
+
+    sparseness_codes : float, sequence of (float or None) or None, default=None
+        Hoyer sparseness in [0, 1] of every code vector, one value for all
+        layers or one per layer: it constrains ``W_l`` in the sequential pass,
+        ``W_L`` in the fine-tuning, and the codes that :meth:`transform` and
+        :meth:`transform_layers` return.
+
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar"}, default=None
+        Initialisation of every layer's factorisation, as in
+        :class:`~sklearn.decomposition.NMF`. ``None`` takes, per layer,
+        ``"nndsvda"`` when ``k_l <= min(n_samples, k_(l-1))`` and
+        ``"random"`` otherwise (``k_0 = n_features``).
+
+    solver : {"cd", "mu"}, default="cd"
+        Solver of the layer-wise factorisations and of the codes in
+        :meth:`transform`: coordinate descent (HALS) or multiplicative
+        updates. Factors with a sparseness target always use Hoyer's projected
+        gradient.
+
+    max_iter : int, default=200
+        Maximum number of iterations of every layer's factorisation.
+
+    fine_tune_iter : int, default=100
+        Maximum number of fine-tuning sweeps (one sweep updates every factor
+        once). ``0`` keeps the stacked model of the sequential pass.
+
+    tol : float, default=1e-4
+        Tolerance of the stopping rules: the layers' and the code solver's as
+        in :class:`~skpart.SparseNMF`; the fine-tuning stops when a sweep
+        lowers the reconstruction error ``||X - W_L H_L ... H_1||_Fro`` by
+        less than ``tol`` times its value before the fine-tuning.
+
+    transform_max_iter : int or None, default=None
+        Maximum number of iterations of the code solver in :meth:`transform`,
+        :meth:`transform_layers` and :meth:`fit_transform`. If `None`, it
+        defaults to `max_iter`.
+
+    {random_state}
+
+    verbose : int, default=0
+        Print the progress of the layers and of the fine-tuning.
+
+    {device}
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components_, n_features)
+        The effective atoms ``H_L ... H_1`` in input space (non-negative).
+
+    layers_ : list of ndarray
+        The factors ``H_1, ..., H_L``; ``layers_[l]`` has shape
+        ``(k_(l+1), k_l)`` with ``k_0 = n_features``.
+
+    n_components_ : int
+        The rank ``k_L`` of the last layer (the number of codes).
+
+    reconstruction_err_ : float
+        Frobenius norm ``||X - W_L components_||_Fro`` on the training data,
+        with the codes that :meth:`fit_transform` returns.
+
+    n_iter_ : int
+        Number of fine-tuning sweeps done (``0`` with ``fine_tune_iter=0``).
+
+    n_iter_layers_ : list of int
+        Number of iterations of every layer's factorisation.
+
+    loss_curve_ : list of float
+        The objective ``0.5 ||X - W_L H_L ... H_1||_Fro^2``:
+        ``loss_curve_[0]`` for the stacked model of the sequential pass and
+        ``loss_curve_[i]`` after fine-tuning sweep ``i``. It never increases.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    SparseNMF : One layer, the factorisation each layer of the stack runs.
+    sklearn.decomposition.NMF : scikit-learn's non-negative matrix
+        factorisation.
+
+    Notes
+    -----
+    The fine-tuning is block coordinate descent: each factor is updated with
+    the others fixed, on the exact subproblem ``X ~ A H_l B``. ``W_L`` and
+    ``H_1`` (one-sided subproblems) use SparseNMF's HALS sweeps or, with a
+    sparseness target, Hoyer's projected gradient; the inner ``H_l`` use a
+    monotone accelerated projected gradient. The objective never increases,
+    and a sweep touches the data twice, ``W_L^T X`` and
+    ``X (H_L ... H_1)^T``: ``O(n_samples n_features k_L)`` operations.
+
+    :meth:`transform` solves for the deepest codes with the atoms fixed to
+    ``components_`` (non-negative least squares, or its sparseness-constrained
+    version), one sample at a time: a sample's codes do not depend on the
+    rest of the batch, and :meth:`fit_transform` returns the same codes as
+    ``fit(X).transform(X)``. :meth:`transform_layers` does the same at every
+    depth with the atoms ``H_l ... H_1``. These are the codes that best
+    reconstruct ``X`` at that depth, not the products ``W_L H_L ... H_(l+1)``
+    of the fitted factorisation.
+
+    References
+    ----------
+    A. Cichocki, R. Zdunek: Multilayer nonnegative matrix factorisation.
+    Electronics Letters, 42(16), 947-948, 2006.
+
+    G. Trigeorgis, K. Bousmalis, S. Zafeiriou, B. Schuller: A deep semi-NMF
+    model for learning hidden representations. ICML 2014.
+
+    P. O. Hoyer: Non-negative matrix factorization with sparseness
+    constraints. Journal of Machine Learning Research, 5, 1457-1469, 2004.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from skpart import MultilayerNMF
-    >>> MultilayerNMF.__name__
-    'MultilayerNMF'
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.rand(20, 2) @ rng.rand(2, 8)
+    >>> model = MultilayerNMF((4, 2), random_state=0)
+    >>> codes = model.fit_transform(X)
+    >>> codes.shape, model.components_.shape
+    ((20, 2), (2, 8))
+    >>> [H.shape for H in model.layers_]
+    [(4, 8), (2, 4)]
+    >>> [W.shape for W in model.transform_layers(X)]
+    [(20, 4), (20, 2)]
     """
 
-    def __init__(self, *args, **kwargs):
-        raise NotImplementedError("MultilayerNMF is not implemented yet.")
+    __doc__ = __doc__.replace("{device}", DEVICE_DOC).replace(
+        "{random_state}", RANDOM_STATE_DOC
+    )
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), list, tuple],
+        "sparseness_components": _SPARSENESS_CONSTRAINT,
+        "sparseness_codes": _SPARSENESS_CONSTRAINT,
+        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar"}), None],
+        "solver": [StrOptions({"cd", "mu"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "fine_tune_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        # DEVICE_CONSTRAINT's StrOptions overlaps `str`, which makes
+        # check_param_validation fail; the name is checked in fit instead.
+        "device": [str, torch.device],
+    }
+
+    def __init__(
+        self,
+        n_components,
+        *,
+        sparseness_components=None,
+        sparseness_codes=None,
+        init=None,
+        solver="cd",
+        max_iter=200,
+        fine_tune_iter=100,
+        tol=1e-4,
+        transform_max_iter=None,
+        random_state=None,
+        verbose=0,
+        device="cpu",
+    ):
+        self.n_components = n_components
+        self.sparseness_components = sparseness_components
+        self.sparseness_codes = sparseness_codes
+        self.init = init
+        self.solver = solver
+        self.max_iter = max_iter
+        self.fine_tune_iter = fine_tune_iter
+        self.tol = tol
+        self.transform_max_iter = transform_max_iter
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # -- parameter resolution ---------------------------------------------------
+    def _check_params(self, n_samples, n_features):
+        """Resolve ranks, per-layer sparseness and per-layer inits (private)."""
+        name = type(self).__name__
+        ranks = self.n_components
+        if isinstance(ranks, Integral):
+            ranks = (ranks,)
+        ranks = tuple(ranks)
+        if not ranks:
+            raise ValueError(f"{name} needs at least one layer; got n_components=().")
+        for k in ranks:
+            if not isinstance(k, Integral) or isinstance(k, bool) or k < 1:
+                raise ValueError(
+                    f"n_components must be positive integers, one per layer; got "
+                    f"n_components={self.n_components!r}."
+                )
+        for idx in range(1, len(ranks)):
+            if ranks[idx] > ranks[idx - 1]:
+                raise ValueError(
+                    f"{name} ranks must not increase with depth: layer {idx + 1} "
+                    f"has {ranks[idx]} components, more than the {ranks[idx - 1]} of "
+                    f"layer {idx} (n_components={self.n_components!r}). Give them "
+                    "in non-increasing order, first layer first."
+                )
+        if ranks[0] > n_features:
+            raise ValueError(
+                f"{name}'s first layer has n_components[0]={ranks[0]} components, "
+                f"more than the data's n_features={n_features}. Use at most "
+                f"{n_features}."
+            )
+        self._ranks = ranks
+        self._sparseness_components = self._per_layer("sparseness_components")
+        self._sparseness_codes = self._per_layer("sparseness_codes")
+        self._inits = []
+        for idx, k in enumerate(ranks):
+            n_in = n_features if idx == 0 else ranks[idx - 1]
+            init = self.init
+            if init is None:
+                init = "nndsvda" if k <= min(n_samples, n_in) else "random"
+            elif init != "random" and k > min(n_samples, n_in):
+                raise ValueError(
+                    f"init={init!r} can only be used when every layer has "
+                    f"n_components <= min(n_samples, n_inputs); layer {idx + 1} has "
+                    f"{k} components for n_samples={n_samples}, n_inputs={n_in}. "
+                    "Use init='random' or init=None."
+                )
+            self._inits.append(init)
+
+    def _per_layer(self, param):
+        """One sparseness value (or ``None``) per layer for ``param``."""
+        value = getattr(self, param)
+        n_layers = len(self._ranks)
+        if value is None or isinstance(value, Real):
+            return [None if value is None else float(value)] * n_layers
+        if len(value) != n_layers:
+            raise ValueError(
+                f"{param} has {len(value)} values for {n_layers} layers "
+                f"(n_components={self.n_components!r}); give one value per layer "
+                "or a single value for all."
+            )
+        out = []
+        for v in value:
+            if v is not None and (
+                not isinstance(v, Real) or isinstance(v, bool) or not 0 <= v <= 1
+            ):
+                raise ValueError(
+                    f"{param} entries must be None or floats in [0, 1]; got "
+                    f"{param}={value!r}."
+                )
+            out.append(None if v is None else float(v))
+        return out
+
+    def _warn_max_iter(self, n_iter, cap, what, param):
+        if self.tol > 0 and cap > 0 and n_iter >= cap:
+            warnings.warn(
+                f"Maximum number of iterations {cap} reached {what}. Increase "
+                f"{param} to improve convergence.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    def _solve_codes(self, Xt, components):
+        """Deepest codes of ``Xt`` with the atoms ``components`` fixed."""
+        max_iter = self.transform_max_iter or self.max_iter
+        codes, n_iter = solve_codes(
+            Xt,
+            components,
+            solver=self.solver,
+            max_iter=max_iter,
+            tol=self.tol,
+            sparseness_W=self._sparseness_codes[-1],
+        )
+        self._warn_max_iter(
+            n_iter, max_iter, "in the code solver", "transform_max_iter"
+        )
+        return codes
+
+    # -- fit ----------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Learn the layers and fine-tune them on ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self.fit_transform(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None):
+        """Learn the layers, fine-tune them on ``X`` and return its codes.
+
+        The codes are those :meth:`transform` returns for ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components_)
+            Codes of the last layer.
+        """
+        X = self._validate_X(X, reset=True)
+        self._check_params(*X.shape)
+        device, generator = self._fit_setup()
+        Xt = to_tensor(X, device=device)
+
+        W, layers, n_iter_layers = fit_layers(
+            Xt,
+            self._ranks,
+            inits=self._inits,
+            solver=self.solver,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            sparseness_codes=self._sparseness_codes,
+            sparseness_components=self._sparseness_components,
+            generator=generator,
+            verbose=self.verbose,
+        )
+        for idx, n_iter in enumerate(n_iter_layers):
+            self._warn_max_iter(
+                n_iter, self.max_iter, f"in layer {idx + 1}", "max_iter"
+            )
+        W, layers, loss_curve, n_iter = fine_tune(
+            Xt,
+            W,
+            layers,
+            max_iter=self.fine_tune_iter,
+            tol=self.tol,
+            sparseness_codes=self._sparseness_codes[-1],
+            sparseness_components=self._sparseness_components,
+            verbose=self.verbose,
+        )
+        self._warn_max_iter(
+            n_iter, self.fine_tune_iter, "in the fine-tuning", "fine_tune_iter"
+        )
+        components = effective_atoms(layers)[-1]
+        codes = self._solve_codes(Xt, components)
+
+        self.layers_ = [to_numpy(H) for H in layers]
+        self.components_ = to_numpy(components)
+        self.n_components_ = self._ranks[-1]
+        self.n_iter_ = n_iter
+        self.n_iter_layers_ = list(n_iter_layers)
+        self.loss_curve_ = loss_curve
+        self.reconstruction_err_ = float(
+            beta_divergence(Xt, codes, components, 2.0, square_root=True)
+        )
+        return to_numpy(codes)
+
+    # -- inference ----------------------------------------------------------------
+    def _inference_input(self, X):
+        """Validate ``X`` and return it as a tensor with the fitted layers."""
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        device = self._inference_device()
+        Xt = to_tensor(X, device=device)
+        layers = [
+            torch.from_numpy(H).to(device=device, dtype=Xt.dtype) for H in self.layers_
+        ]
+        return Xt, layers
+
+    def transform(self, X):
+        """Codes of the last layer for ``X``, with every ``H_l`` fixed.
+
+        Solves ``X ~ W components_`` for non-negative ``W`` (with its
+        sparseness target, if any), sample by sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative data.
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components_)
+            Codes of the last layer.
+        """
+        Xt, _ = self._inference_input(X)
+        components = torch.from_numpy(self.components_).to(
+            device=Xt.device, dtype=Xt.dtype
+        )
+        return to_numpy(self._solve_codes(Xt, components))
+
+    def transform_layers(self, X):
+        """Codes of every layer for ``X``, with every ``H_l`` fixed.
+
+        The codes of layer ``l`` solve ``X ~ W_l (H_l ... H_1)`` for
+        non-negative ``W_l`` (with layer ``l``'s sparseness target, if any),
+        sample by sample; the last entry equals :meth:`transform`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Non-negative data.
+
+        Returns
+        -------
+        codes : list of ndarray
+            ``codes[l]`` has shape ``(n_samples, k_(l+1))``, first layer
+            first.
+        """
+        Xt, layers = self._inference_input(X)
+        codes = layer_codes(
+            Xt,
+            layers,
+            solver=self.solver,
+            max_iter=self.transform_max_iter or self.max_iter,
+            tol=self.tol,
+            sparseness_codes=self._sparseness_codes,
+        )
+        return [to_numpy(W) for W in codes]
+
+    def inverse_transform(self, X):
+        """Rebuild data from codes of the last layer: ``X @ components_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_components_)
+            Codes of the last layer.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
+        if X.shape[1] != self.n_components_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__}."
+                f"inverse_transform expects {self.n_components_} (n_components_)."
+            )
+        return self._decode(X, self.components_)

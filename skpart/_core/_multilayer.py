@@ -1,0 +1,371 @@
+"""Multilayer NMF: layer-wise SparseNMF pass and joint fine-tuning of the stack."""
+
+import math
+import time
+
+import torch
+
+from ._init import _as_operator, _rmatmul, initialize_nmf
+from ._nmf import (
+    _cone_project,
+    _hals_sweeps,
+    _lipschitz_step,
+    _n_inner_sweeps,
+    _pg_steps,
+    _row_sq_norms,
+    fit_nmf,
+    solve_codes,
+)
+
+#: Accelerated projected-gradient steps per factor and fine-tuning sweep. A step
+#: costs a product with a small Gram matrix (``n k_L^2`` for the codes,
+#: ``k_1^2 n_features`` for the first layer), far less than the two products
+#: with the data that each sweep pays once.
+_INNER_STEPS = 20
+
+
+def effective_atoms(layers):
+    """Cumulative products ``[H_1, H_2 H_1, ..., H_L ... H_1]`` of the layers.
+
+    Parameters
+    ----------
+    layers : list of Tensor
+        ``H_l`` of shape ``(k_l, k_(l-1))``, with ``k_0 = n_features``.
+
+    Returns
+    -------
+    list of Tensor
+        Entry ``l`` has shape ``(k_l, n_features)``: the atoms of layer ``l``
+        in input space.
+    """
+    out = [layers[0]]
+    for H in layers[1:]:
+        out.append(H @ out[-1])
+    return out
+
+
+def fit_layers(
+    X,
+    ranks,
+    *,
+    inits,
+    solver="cd",
+    max_iter=200,
+    tol=1e-4,
+    sparseness_codes=None,
+    sparseness_components=None,
+    generator=None,
+    verbose=0,
+):
+    """Sequential (layer-wise) pass of a multilayer NMF.
+
+    Layer 1 factorises ``X ~ W_1 H_1``; layer ``l`` factorises the codes of the
+    layer before, ``W_(l-1) ~ W_l H_l`` (Cichocki and Zdunek, 2006). Each layer
+    is one :func:`~skpart._core._nmf.fit_nmf` run from
+    :func:`~skpart._core._init.initialize_nmf`.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        Non-negative data, dense or sparse CSR.
+    ranks : sequence of int
+        ``(k_1, ..., k_L)``.
+    inits : sequence of str
+        Initialisation of every layer (already resolved, no ``None``).
+    solver : {"cd", "mu"}, default="cd"
+    max_iter : int, default=200
+        Iteration cap of every layer.
+    tol : float, default=1e-4
+    sparseness_codes, sparseness_components : sequence of (float or None) or None
+        Hoyer sparseness of the rows of every layer's ``W_l`` and ``H_l``
+        (``None``: no constraint anywhere).
+    generator : torch.Generator or None
+        CPU generator for the initialisations and the solver.
+    verbose : int, default=0
+
+    Returns
+    -------
+    W : Tensor of shape (n_samples, k_L)
+        Codes of the last layer.
+    layers : list of Tensor
+        ``H_l`` of shape ``(k_l, k_(l-1))``.
+    n_iter : list of int
+        Iterations of every layer's factorisation.
+    """
+    n_layers = len(ranks)
+    sc_W = sparseness_codes or [None] * n_layers
+    sc_H = sparseness_components or [None] * n_layers
+    data, layers, n_iter = X, [], []
+    for idx, k in enumerate(ranks):
+        W, H = initialize_nmf(data, k, inits[idx], generator=generator)
+        if verbose:
+            print(f"Layer {idx + 1}: {tuple(data.shape)} -> {k} components")
+        W, H, it = fit_nmf(
+            data,
+            W,
+            H,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            sparseness_W=sc_W[idx],
+            sparseness_H=sc_H[idx],
+            generator=generator,
+            verbose=verbose,
+        )
+        layers.append(H)
+        n_iter.append(it)
+        data = W
+    return W, layers, n_iter
+
+
+def _top_eigenvalue(G):
+    """Largest eigenvalue of the symmetric PSD ``G`` (1 for ``None``: identity)."""
+    if G is None:
+        return 1.0
+    return torch.linalg.eigvalsh(G)[-1].clamp(min=torch.finfo(G.dtype).tiny)
+
+
+def _quadratic_apg(F, P, Q, N, n_steps, sparseness):
+    """Monotone accelerated projected gradient on one factor of the stack.
+
+    Minimises ``f(F) = 0.5 <F, P F Q> - <N, F>``, which is
+    ``0.5 ||X - A F B||_F^2`` up to a constant with ``P = A^T A``,
+    ``Q = B B^T`` and ``N = A^T X B^T``, over non-negative ``F`` (every row at
+    Hoyer sparseness ``sparseness`` when it is not ``None``). Steps are
+    ``1 / (||P||_2 ||Q||_2)`` with Nesterov momentum (Beck and Teboulle's
+    monotone FISTA): a step whose objective is higher than the current one is
+    rejected and the momentum restarts, so ``f`` never increases. No host
+    synchronisation.
+
+    Parameters
+    ----------
+    F : Tensor of shape (r, c)
+        Starting factor (rows already in the constraint set).
+    P : Tensor of shape (r, r) or None
+        Left Gram matrix (``None``: identity).
+    Q : Tensor of shape (c, c) or None
+        Right Gram matrix (``None``: identity).
+    N : Tensor of shape (r, c)
+    n_steps : int
+    sparseness : float or None
+
+    Returns
+    -------
+    Tensor of shape (r, c)
+    """
+
+    def apply(V):
+        out = V if P is None else P @ V
+        return out if Q is None else out @ Q
+
+    def objective(V, PVQ):
+        quad = torch.linalg.vecdot(V.flatten(), PVQ.flatten())
+        lin = torch.linalg.vecdot(V.flatten(), N.flatten())
+        return 0.5 * quad.to(torch.float64) - lin.to(torch.float64)
+
+    def project(V):
+        if sparseness is None:
+            return V.clamp(min=0)
+        return _cone_project(V, sparseness)
+
+    step = 1.0 / (_top_eigenvalue(P) * _top_eigenvalue(Q))
+    x, Px = F, apply(F)
+    fx = objective(x, Px)
+    y, Py = x, Px
+    t = torch.ones((), dtype=torch.float64, device=F.device)
+    for _ in range(n_steps):
+        z = project(y - step * (Py - N))
+        Pz = apply(z)
+        fz = objective(z, Pz)
+        accept = fz <= fx  # False for NaN: a failed step changes nothing
+        t_next = torch.where(accept, 0.5 * (1 + torch.sqrt(1 + 4 * t * t)), 1.0)
+        beta = torch.where(accept, (t - 1) / t_next, 0.0).to(F.dtype)
+        x_new = torch.where(accept, z, x)
+        Px_new = torch.where(accept, Pz, Px)
+        # After a rejection beta is 0: the next step starts again from x.
+        y = x_new + beta * (x_new - x)
+        Py = Px_new + beta * (Px_new - Px)
+        x, Px, fx, t = x_new, Px_new, torch.where(accept, fz, fx), t_next
+    return x
+
+
+def fine_tune(
+    X,
+    W,
+    layers,
+    *,
+    max_iter=100,
+    tol=1e-4,
+    sparseness_codes=None,
+    sparseness_components=None,
+    verbose=0,
+):
+    """Joint fine-tuning of all factors of ``X ~ W H_L ... H_1``.
+
+    Block coordinate descent on ``0.5 ||X - W H_L ... H_1||_F^2`` over
+    non-negative factors. One sweep updates ``H_1``, ..., ``H_L`` and then
+    ``W``, each on its exact quadratic subproblem ``X ~ A H_l B``
+    (``A = W H_L ... H_(l+1)``, ``B = H_(l-1) ... H_1``) and never increasing
+    the objective:
+
+    - ``W`` and ``H_1``, whose subproblems are one-sided (``B = I`` for
+      ``H_1``), with the SparseNMF core's updates: HALS sweeps, or Hoyer's
+      projected gradient when the factor has a sparseness target;
+    - the inner ``H_l`` (``l >= 2``), whose subproblems are two-sided, with a
+      monotone accelerated projected gradient (:func:`_quadratic_apg`).
+
+    A factor with a sparseness target keeps every row at that Hoyer
+    sparseness. The data enters a sweep through two products only, ``W^T X``
+    at the start and ``X C^T`` (``C = H_L ... H_1``) before the codes'
+    update, ``2 n_samples n_features k_L`` operations; the Gram matrices and
+    right-hand sides of the layers are propagated from ``W^T W`` and ``W^T X``
+    through the ranks, and the objective is evaluated from them without
+    forming ``W C``.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+        Non-negative data, dense or sparse CSR.
+    W : Tensor of shape (n_samples, k_L)
+        Starting codes of the last layer.
+    layers : list of Tensor
+        Starting ``H_l`` of shape ``(k_l, k_(l-1))``.
+    max_iter : int, default=100
+        Number of sweeps at most (0 returns the input).
+    tol : float, default=1e-4
+        Stop when a sweep lowers the error ``||X - W H_L ... H_1||_F`` by less
+        than ``tol`` times its value before the first sweep (scikit-learn's
+        rule for its multiplicative updates, tested at every sweep). ``0``
+        runs ``max_iter`` sweeps.
+    sparseness_codes : float or None, default=None
+        Hoyer sparseness of every row of ``W``.
+    sparseness_components : sequence of (float or None) or None, default=None
+        Hoyer sparseness of the rows of every ``H_l``.
+    verbose : int, default=0
+
+    Returns
+    -------
+    W : Tensor of shape (n_samples, k_L)
+    layers : list of Tensor
+    loss_curve : list of float
+        ``0.5 ||X - W H_L ... H_1||_F^2`` before the first sweep and after
+        every sweep.
+    n_iter : int
+        Number of sweeps done.
+    """
+    n_layers = len(layers)
+    sc_H = sparseness_components or [None] * n_layers
+    n, m = X.shape
+    k = W.shape[1]
+    A, At = _as_operator(X)
+    half_sq_X = 0.5 * _row_sq_norms(X).sum()
+    layers = [H.clone().contiguous() for H in layers]
+    Wt = W.mT.clone().contiguous()  # (k_L, n), the layout of the HALS sweeps
+    inner_W = _n_inner_sweeps(n, m, k)
+    inner_H = _n_inner_sweeps(m, n, layers[0].shape[0])
+    step_W = step_H = None
+
+    def codes_rhs(C):
+        """``(X C^T)^T`` of shape (k_L, n), contiguous."""
+        if A.layout == torch.strided:
+            return C @ A.mT
+        return (A @ C.mT).mT.contiguous()
+
+    def loss(Bt, Q, S):
+        cross = torch.linalg.vecdot(Bt.flatten(), Wt.flatten()).to(torch.float64)
+        quad = torch.linalg.vecdot(Q.flatten(), S.flatten()).to(torch.float64)
+        return float(half_sq_X - cross + 0.5 * quad)
+
+    C = effective_atoms(layers)[-1]
+    S = Wt @ Wt.mT
+    loss_curve = [loss(codes_rhs(C), C @ C.mT, S)]
+    error_at_init = math.sqrt(2 * max(loss_curve[0], 0.0))
+    start_time = time.time()
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        # Top-down: A_l^T A_l and A_l^T X, with the layers above still old.
+        grams, cross = [None] * n_layers, [None] * n_layers
+        grams[-1], cross[-1] = S, _rmatmul(A, At, Wt.mT).mT
+        for idx in range(n_layers - 1, 0, -1):
+            H = layers[idx]
+            grams[idx - 1] = H.mT @ grams[idx] @ H
+            cross[idx - 1] = H.mT @ cross[idx]
+        # Bottom-up: H_l with B = H_(l-1) ... H_1 already updated.
+        P, N, H = grams[0], cross[0], layers[0]
+        if sc_H[0] is None:
+            _hals_sweeps(H, P, N, inner_H, list(range(H.shape[0])), False)
+        else:
+            if step_H is None:
+                step_H = _lipschitz_step(P)
+            H, step_H, _ = _pg_steps(H, P, N, sc_H[0], step_H, inner_H, per_row=False)
+            layers[0] = H
+        B = H
+        BBt = B @ B.mT
+        for idx in range(1, n_layers):
+            H = _quadratic_apg(
+                layers[idx],
+                grams[idx],
+                BBt,
+                cross[idx] @ B.mT,
+                _INNER_STEPS,
+                sc_H[idx],
+            )
+            layers[idx] = H
+            B = H @ B
+            BBt = B @ B.mT
+        # Codes, with the atoms C = B fixed.
+        Bt = codes_rhs(B)
+        if sparseness_codes is None:
+            _hals_sweeps(Wt, BBt, Bt, inner_W, list(range(k)), False)
+        else:
+            if step_W is None:
+                step_W = _lipschitz_step(BBt).expand(n).unsqueeze(1).clone()
+            U, step_W, _ = _pg_steps(
+                Wt.mT, BBt, Bt.mT, sparseness_codes, step_W, inner_W, per_row=True
+            )
+            Wt = U.mT.contiguous()
+        S = Wt @ Wt.mT
+        loss_curve.append(loss(Bt, BBt, S))
+        if verbose:
+            elapsed = time.time() - start_time
+            print(
+                f"Fine-tuning sweep {n_iter} after {elapsed:.3f} s, "
+                f"loss: {loss_curve[-1]:f}"
+            )
+        prev, cur = (math.sqrt(2 * max(v, 0.0)) for v in loss_curve[-2:])
+        if tol > 0 and prev - cur < tol * error_at_init:
+            break
+    return Wt.mT.contiguous(), layers, loss_curve, n_iter
+
+
+def layer_codes(
+    X, layers, *, solver="cd", max_iter=200, tol=1e-4, sparseness_codes=None
+):
+    """Codes of every layer for ``X``, with all atoms fixed.
+
+    The codes of layer ``l`` solve ``X ~ W_l (H_l ... H_1)`` with
+    :func:`~skpart._core._nmf.solve_codes` from its default start, so they
+    depend on each sample alone and the last entry equals the codes
+    ``transform`` returns.
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_samples, n_features)
+    layers : list of Tensor
+    solver : {"cd", "mu"}, default="cd"
+    max_iter : int, default=200
+    tol : float, default=1e-4
+    sparseness_codes : sequence of (float or None) or None, default=None
+
+    Returns
+    -------
+    list of Tensor
+        Entry ``l`` has shape ``(n_samples, k_l)``.
+    """
+    sc_W = sparseness_codes or [None] * len(layers)
+    return [
+        solve_codes(
+            X, C, solver=solver, max_iter=max_iter, tol=tol, sparseness_W=sc_W[idx]
+        )[0]
+        for idx, C in enumerate(effective_atoms(layers))
+    ]
