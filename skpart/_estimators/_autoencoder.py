@@ -144,8 +144,11 @@ class NonnegativeSparseAutoencoder(PartBase):
         ``decoder_activation="sigmoid"``.
     weight_init : {"glorot_uniform", "he_normal", "orthogonal", "normal", \
             "nmf", "nmf_identity"}, default="glorot_uniform"
-        Initial weights (biases start at 0; constrained weights are projected
-        with ``nonnegativity="projection"``). ``"nmf"`` starts the decoder
+        Initial weights. The encoder bias starts at 0; with the four random
+        methods the decoder bias starts at the output activation's inverse of
+        the mean training sample (its logit, clipped into [0.001, 0.999], for
+        the sigmoid), so training does not begin by learning the background.
+        Constrained weights are projected with ``nonnegativity="projection"``. ``"nmf"`` starts the decoder
         from an NMF of the training data (NNDSVDa then HALS) with the matching
         pseudo-inverse encoder; ``"nmf_identity"`` factorises the identity
         matrix of size ``n_features`` into non-negative encoder and decoder
