@@ -396,7 +396,7 @@ def test_bad_input_errors(X_digits):
     ae.fit(X_digits)
     with pytest.raises(ValueError, match="64 features"):
         ae.transform(X_digits[:, :10])
-    with pytest.raises(ValueError, match="8 columns"):
+    with pytest.raises(ValueError, match="expecting 8 features"):
         ae.inverse_transform(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="sparsity_target"):
         NonnegativeSparseAutoencoder(sparsity_target=1.5).fit(X_digits)

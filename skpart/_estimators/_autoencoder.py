@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.validation import check_array
 
 from .._core._autoencoder import (
     History,
@@ -26,6 +25,7 @@ from ..utils._sklearn_compat import (
     check_is_fitted,
 )
 from ._base import (
+    DEVICE_CONSTRAINT,
     DEVICE_DOC,
     RANDOM_STATE_DOC,
     PartBase,
@@ -148,12 +148,12 @@ class NonnegativeSparseAutoencoder(PartBase):
         methods the decoder bias starts at the output activation's inverse of
         the mean training sample (its logit, clipped into [0.001, 0.999], for
         the sigmoid), so training does not begin by learning the background.
-        Constrained weights are projected with ``nonnegativity="projection"``. ``"nmf"`` starts the decoder
-        from an NMF of the training data (NNDSVDa then HALS) with the matching
-        pseudo-inverse encoder; ``"nmf_identity"`` factorises the identity
-        matrix of size ``n_features`` into non-negative encoder and decoder
-        factors whose product is close to the identity. Both NMF starts need
-        non-negative data.
+        Constrained weights are projected with ``nonnegativity="projection"``.
+        ``"nmf"`` starts the decoder from an NMF of the training data (NNDSVDa
+        then HALS) with the matching pseudo-inverse encoder; ``"nmf_identity"``
+        factorises the identity matrix of size ``n_features`` into non-negative
+        encoder and decoder factors whose product is close to the identity.
+        Both NMF starts need non-negative data.
     solver : {"adam", "sgd", "lbfgs"}, default="adam"
         Optimiser. ``"lbfgs"`` is full-batch L-BFGS with a strong-Wolfe line
         search (one iteration per epoch; ``learning_rate_init`` and
@@ -263,7 +263,8 @@ class NonnegativeSparseAutoencoder(PartBase):
     """
 
     _positive_only = False
-    _accept_sparse = False
+    # Mini-batches are dense: sparse input is accepted and densified once.
+    _densify_sparse = True
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
@@ -303,10 +304,7 @@ class NonnegativeSparseAutoencoder(PartBase):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        # Narrower than the shared DEVICE_CONSTRAINT, whose bare ``str`` lets any
-        # string through (check_param_validation then fails): "cuda:N" is
-        # given as torch.device("cuda:N").
-        "device": [StrOptions({"cpu", "cuda", "auto"}), torch.device],
+        "device": DEVICE_CONSTRAINT,
     }
 
     def __init__(
@@ -623,29 +621,6 @@ class NonnegativeSparseAutoencoder(PartBase):
         if self.decoder_activation == "relu":
             return np.maximum(z, 0)
         return z
-
-    def inverse_transform(self, X):
-        """Decode codes back to the input space: ``g(codes W_d + b_d)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_components)
-            Codes.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-            Reconstruction, in the dtype of the codes.
-        """
-        check_is_fitted(self)
-        codes = check_array(X, dtype=[np.float64, np.float32])
-        if codes.shape[1] != self.n_components_:
-            raise ValueError(
-                f"{type(self).__name__}.inverse_transform expects codes with "
-                f"{self.n_components_} columns (n_components_), got "
-                f"{codes.shape[1]}."
-            )
-        return self._decode(codes, self.components_.astype(codes.dtype, copy=False))
 
     def score(self, X, y=None):
         """Negative mean squared reconstruction error per entry (greater is better).

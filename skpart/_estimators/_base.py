@@ -10,10 +10,15 @@ from sklearn.base import (
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
 )
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 
 from .._core._device import make_generator, resolve_device
-from ..utils._sklearn_compat import StrOptions, validate_data
+from ..utils._sklearn_compat import (
+    Hidden,
+    StrOptions,
+    check_is_fitted,
+    validate_data,
+)
 
 #: Parameter text shared by every estimator's docstring.
 DEVICE_DOC = """device : {"cpu", "cuda", "auto"} or str, default="cpu"
@@ -26,8 +31,13 @@ RANDOM_STATE_DOC = """random_state : int, RandomState instance or None, default=
         touched). Pass an int for results that are identical from run to run on
         the CPU."""
 
-#: Constraint on ``device`` for ``_parameter_constraints``.
-DEVICE_CONSTRAINT = [StrOptions({"cpu", "cuda", "auto"}), str, torch.device]
+#: Constraint on ``device`` for ``_parameter_constraints``: the three names,
+#: "cuda:N" for a given GPU (hidden from error messages), or a torch.device.
+DEVICE_CONSTRAINT = [
+    StrOptions({"cpu", "cuda", "auto"}),
+    Hidden(StrOptions({f"cuda:{i}" for i in range(64)})),
+    torch.device,
+]
 
 
 def _check_device_name(device):
@@ -79,6 +89,8 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 
     _positive_only = True
     _accept_sparse = ("csr", "csc")
+    #: Models whose core needs dense data accept sparse input and densify it.
+    _densify_sparse = False
 
     # -- boundary ------------------------------------------------------------
     def _validate_X(self, X, *, reset):
@@ -98,6 +110,8 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
                 raise ValueError(
                     f"Negative values in data passed to {type(self).__name__} (input X)"
                 )
+        if self._densify_sparse and sp.issparse(X):
+            X = X.toarray()
         return X
 
     def _fit_setup(self):
@@ -126,6 +140,23 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         """
         return codes @ components
 
+    def inverse_transform(self, X):
+        """Rebuild data from codes: ``X`` mapped back to the input space.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_components_)
+            Codes, as returned by ``transform``.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            The reconstruction, in the dtype of the codes.
+        """
+        check_is_fitted(self)
+        codes = _check_codes(self, X)
+        return self._decode(codes, self.components_.astype(codes.dtype, copy=False))
+
     # -- sklearn plumbing ----------------------------------------------------
     @property
     def _n_features_out(self):
@@ -144,3 +175,17 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         tags.input_tags.sparse = bool(self._accept_sparse)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _check_codes(estimator, X):
+    """Validate codes passed to ``inverse_transform``: 2D, finite, k columns."""
+    codes = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
+    if codes.shape[1] != estimator.n_components_:
+        raise ValueError(
+            f"X has {codes.shape[1]} features, but {type(estimator).__name__}."
+            f"inverse_transform is expecting {estimator.n_components_} features "
+            "(n_components_) as input."
+        )
+    if sp.issparse(codes):
+        codes = codes.toarray()
+    return codes

@@ -7,6 +7,7 @@ moves them touches this file alone.
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
+    Hidden,
     Interval,
     Options,
     StrOptions,
@@ -15,6 +16,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
+    "Hidden",
     "Interval",
     "Options",
     "StrOptions",
