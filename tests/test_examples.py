@@ -1,0 +1,57 @@
+"""Every example runs in its quick, digits-based mode and saves its figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+# The figures each example must save; a new example must be listed here.
+FIGURES = {
+    "quickstart.py": ["quickstart_atoms.png"],
+    "plot_autoencoder_init.py": ["autoencoder_init.png"],
+    "plot_autoencoder_study.py": ["autoencoder_study.png"],
+    "plot_dilation.py": ["dilation.png"],
+    "plot_grid_search.py": ["grid_search_tradeoff.png"],
+    "plot_parts_gallery.py": [
+        "parts_gallery_atoms.png",
+        "parts_gallery_reconstructions.png",
+    ],
+    "plot_swap_sklearn_nmf.py": ["swap_sklearn_nmf.png"],
+}
+
+
+def test_every_example_is_listed():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(FIGURES)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_example_runs(name, tmp_path):
+    pytest.importorskip("matplotlib")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SKPART_DATA", "SKPART_OUTPUT", "MPLBACKEND")
+    }
+    env.update(
+        SKPART_QUICK="1",
+        SKPART_OUTPUT=str(tmp_path),
+        MPLBACKEND="Agg",
+    )
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "digits" in result.stdout  # the fallback data set, not MNIST
+    for figure in FIGURES[name]:
+        path = tmp_path / figure
+        assert path.is_file(), f"{name} did not save {figure}"
+        assert path.stat().st_size > 1000, f"{figure} is nearly empty"
