@@ -15,7 +15,15 @@ It runs on scikit-learn's bundled 8x8 digits, or on 3 000 MNIST training
 digits (2 700 to train, 300 to validate) when ``SKPART_DATA`` points at a
 folder holding ``mnist/``. ``SKPART_QUICK=1`` shrinks the data and the number
 of epochs for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figure below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/autoencoder_init.png
+   :alt: autoencoder init on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/autoencoder_init.png'
 
 # %%
 # Data

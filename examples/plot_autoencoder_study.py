@@ -23,7 +23,15 @@ It runs on scikit-learn's bundled 8x8 digits (where the MNIST reference lines
 are not drawn), or on 10 000 MNIST training digits and the 10 000 test digits
 when ``SKPART_DATA`` points at a folder holding ``mnist/``. ``SKPART_QUICK=1``
 shrinks the sweep, the data and the epochs for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figure below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/autoencoder_study.png
+   :alt: autoencoder study on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/autoencoder_study.png'
 
 # %%
 # Data

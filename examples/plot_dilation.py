@@ -13,7 +13,15 @@ model's dilated atoms, with the per-image error in the titles.
 It runs on scikit-learn's bundled 8x8 digits, or on 5 000 MNIST training
 digits when ``SKPART_DATA`` points at a folder holding ``mnist/``.
 ``SKPART_QUICK=1`` shrinks the data and the iteration counts for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figure below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/dilation.png
+   :alt: dilation on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/dilation.png'
 
 # %%
 # Data

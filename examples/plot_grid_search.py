@@ -16,7 +16,15 @@ the grid is the trade-off a user tunes.
 It runs on scikit-learn's bundled 8x8 digits, or on 3 000 MNIST training
 digits when ``SKPART_DATA`` points at a folder holding ``mnist/``.
 ``SKPART_QUICK=1`` shrinks the data and the iteration counts for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figure below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/grid_search_tradeoff.png
+   :alt: grid search tradeoff on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/grid_search_tradeoff.png'
 
 # %%
 # Data

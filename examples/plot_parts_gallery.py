@@ -20,7 +20,18 @@ sparseness of the atoms and of the codes, and the fit time of each model.
 It runs on scikit-learn's bundled 8x8 digits, or on 5 000 MNIST training
 digits when ``SKPART_DATA`` points at a folder holding ``mnist/``.
 ``SKPART_QUICK=1`` shrinks the data and the iteration counts for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figures below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/parts_gallery_atoms.png
+   :alt: parts gallery atoms on MNIST
+
+.. image:: /_static/parts_gallery_reconstructions.png
+   :alt: parts gallery reconstructions on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/parts_gallery_atoms.png'
 
 # %%
 # Data

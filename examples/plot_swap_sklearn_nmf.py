@@ -20,7 +20,15 @@ the accuracy of an SVC on the codes.
 It runs on scikit-learn's bundled 8x8 digits, or on 10 000 MNIST training
 digits when ``SKPART_DATA`` points at a folder holding ``mnist/``.
 ``SKPART_QUICK=1`` shrinks the data and the iteration counts for a smoke run.
+
+On MNIST (``SKPART_DATA`` set) the script draws the figure below. Figures
+further down, if any, come from the run that built this page.
+
+.. image:: /_static/swap_sklearn_nmf.png
+   :alt: swap sklearn nmf on MNIST
 """
+
+# sphinx_gallery_thumbnail_path = '_static/swap_sklearn_nmf.png'
 
 # %%
 # Data
