@@ -26,7 +26,9 @@ from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
 from skpart.metrics import hoyer_sparsity, reconstruction_error
 
 QUICK = os.environ.get("SKPART_QUICK", "") not in ("", "0")
-OUTPUT = Path(os.environ.get("SKPART_OUTPUT", Path(__file__).parent / "output"))
+# sphinx-gallery runs examples without __file__; then the output goes to ./output.
+_HERE = Path(__file__).parent if "__file__" in globals() else Path.cwd()
+OUTPUT = Path(os.environ.get("SKPART_OUTPUT", _HERE / "output"))
 
 
 def load_data():
@@ -44,21 +46,22 @@ def load_data():
     return "digits", (X / 16.0).astype(np.float32), y, (8, 8)
 
 
-def models(k, quick):
+def models(k, n_features, quick):
     """Factories of the reference and the skpart models, set for this run."""
     it = 50 if quick else 300
     return {
         "sklearn NMF": lambda: NMF(
             k, init="nndsvda", max_iter=it, tol=1e-4, random_state=0
         ),
-        "SparseNMF": lambda: SparseNMF(
-            k, init="nndsvda", max_iter=it, random_state=0
-        ),
+        "SparseNMF": lambda: SparseNMF(k, init="nndsvda", max_iter=it, random_state=0),
         "SparseNMF (atoms 0.7)": lambda: SparseNMF(
             k, init="nndsvda", max_iter=it, sparseness_components=0.7, random_state=0
         ),
         "MultilayerNMF": lambda: MultilayerNMF(
-            (2 * k, k), max_iter=it, fine_tune_iter=it // 2, random_state=0
+            (min(2 * k, n_features), k),
+            max_iter=it,
+            fine_tune_iter=it // 2,
+            random_state=0,
         ),
         "NonnegativeSparseAutoencoder": lambda: NonnegativeSparseAutoencoder(
             k, max_iter=5 if quick else 30, random_state=0
@@ -74,7 +77,7 @@ def main():
     k = 36 if name == "digits" else 49
     print(f"skpart quickstart on {name}: {len(X_train)} train / {len(X_test)} test")
     rows, atoms = [], {}
-    for label, make in models(k, QUICK).items():
+    for label, make in models(k, X.shape[1], QUICK).items():
         t0 = time.perf_counter()
         try:
             model = make().fit(X_train)
@@ -94,7 +97,9 @@ def main():
             )
         )
         atoms[label] = model.components_
-    header = f"{'model':30s} {'rec. MSE':>9s} {'Hoyer':>6s} {'SVC acc':>8s} {'fit s':>7s}"
+    header = (
+        f"{'model':30s} {'rec. MSE':>9s} {'Hoyer':>6s} {'SVC acc':>8s} {'fit s':>7s}"
+    )
     print(header)
     print("-" * len(header))
     for label, rec, hoy, acc, t in rows:
