@@ -1,5 +1,6 @@
 """NMF solvers (HALS, multiplicative updates, Hoyer's projected gradient)."""
 
+import contextlib
 import time
 
 import torch
@@ -18,6 +19,28 @@ _BLOCK_ELEMS = 1 << 22
 _SWEEP_BYTES = 1 << 22
 #: Convergence is checked every this many iterations (one host sync each).
 _CHECK_EVERY = 10
+
+
+@contextlib.contextmanager
+def _one_thread(device):
+    """Run the block with one intra-op thread on CPU (restored afterwards).
+
+    The HALS sweeps and the projected-gradient steps are many small ops
+    (``k`` x ``n / k`` or ``n x k`` at a time); their parallel regions are too
+    short to pay for the fork and the barrier, and on a shared CPU a barrier
+    waits for a descheduled thread. On the 2-core benchmark machine under load
+    one thread was 5 to 10 times faster for both, and never slower when idle.
+    The large products outside these blocks keep torch's thread setting.
+    """
+    old = torch.get_num_threads()
+    if device.type != "cpu" or old == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 # -- data access -------------------------------------------------------------
@@ -178,6 +201,16 @@ def _hals_sweeps(Ut, G, Bt, n_sweeps, order, want_violation):
     violation = (
         torch.zeros(n, dtype=Ut.dtype, device=Ut.device) if want_violation else None
     )
+    with _one_thread(Ut.device):
+        _hals_slabs(Ut, G, Bt, n_sweeps, order, inv, width, violation)
+    return violation
+
+
+def _hals_slabs(Ut, G, Bt, n_sweeps, order, inv, width, violation):
+    """The sweeps of :func:`_hals_sweeps`, one slab of ``width`` columns at a
+    time (the slab stays in cache for all its sweeps)."""
+    want_violation = violation is not None
+    n = Ut.shape[1]
     for start in range(0, n, width):
         U = Ut[:, start : start + width]
         negB = -Bt[:, start : start + width]
@@ -190,7 +223,6 @@ def _hals_sweeps(Ut, G, Bt, n_sweeps, order, want_violation):
                     pg = torch.where(u == 0, grad.clamp(max=0), grad)
                     viol.add_(pg.abs_())
                 u.addcmul_(grad, inv[t], value=-1).clamp_(min=0)
-    return violation
 
 
 def _n_inner_sweeps(n_rows, n_other, k):
@@ -221,7 +253,26 @@ def _cone_project(V, sparseness):
     return u * scale.unsqueeze(1)
 
 
-def _pg_steps(U, G, B, sparseness, step, n_steps, *, per_row, const=None):
+def _best_scale(V, VG, B):
+    """Rescale every row of ``V`` (and of ``VG = V @ G``) to the minimiser of
+    ``0.5 <a v, a v G> - <a v, b>`` over the scale ``a``.
+
+    Scaling keeps a row's Hoyer sparseness, so this is an exact line search
+    along the ray of each row inside the sparseness cone. The scale is floored
+    so that the row keeps an L2 norm of at least machine epsilon (a zero row
+    has no sparseness).
+    """
+    eps = torch.finfo(V.dtype).eps
+    curv = torch.linalg.vecdot(V, VG).clamp(min=torch.finfo(V.dtype).tiny)
+    a = torch.linalg.vecdot(V, B) / curv
+    floor = eps / torch.linalg.vector_norm(V, dim=1).clamp(min=eps)
+    a = torch.maximum(a, floor).unsqueeze(1)
+    return V * a, VG * a
+
+
+def _pg_steps(
+    U, G, B, sparseness, step, n_steps, *, per_row, const=None, rescale=False
+):
     """Hoyer's projected gradient with step-size adaptation on
     ``min_U 0.5 <U G, U> - <U, B>`` with every row of ``U`` in the sparseness
     cone.
@@ -249,6 +300,13 @@ def _pg_steps(U, G, B, sparseness, step, n_steps, *, per_row, const=None):
     const : Tensor of shape (r,) or None
         Per-row constant added to the objective (``0.5 * ||x_i||^2``), so that
         the returned objective is the data-fit term.
+    rescale : bool, default=False
+        With ``per_row``, move every projected candidate to the best point on
+        its ray (:func:`_best_scale`) before the acceptance test. The
+        projection alone picks the Euclidean best length, which can be far
+        from the best length for an ill-conditioned ``G``; this exact line
+        search made the codes' projected gradient reach a given error in
+        several times fewer steps on MNIST.
 
     Returns
     -------
@@ -268,19 +326,30 @@ def _pg_steps(U, G, B, sparseness, step, n_steps, *, per_row, const=None):
     def product(V):
         return V @ G if per_row else G @ V
 
-    UG = product(U)
-    obj = objective(U, UG)
-    for _ in range(n_steps):
-        cand = _cone_project(U - step * (UG - B), sparseness)
-        cand_G = product(cand)
-        cand_obj = objective(cand, cand_G)
-        ok = cand_obj <= obj
-        okc = ok.unsqueeze(1) if per_row else ok
-        U = torch.where(okc, cand, U)
-        UG = torch.where(okc, cand_G, UG)
-        obj = torch.where(ok, cand_obj, obj)
-        step = torch.where(okc, step * 1.2, step * 0.5)
+    with _one_thread(U.device):
+        UG = product(U)
+        obj = objective(U, UG)
+        for _ in range(n_steps):
+            U, UG, obj, step = _pg_step(
+                U, UG, obj, step, B, sparseness, product, objective, per_row, rescale
+            )
     return U, step, obj
+
+
+def _pg_step(U, UG, obj, step, B, sparseness, product, objective, per_row, rescale):
+    """One trial step of :func:`_pg_steps`."""
+    cand = _cone_project(U - step * (UG - B), sparseness)
+    cand_G = product(cand)
+    if rescale and per_row:
+        cand, cand_G = _best_scale(cand, cand_G, B)
+    cand_obj = objective(cand, cand_G)
+    ok = cand_obj <= obj
+    okc = ok.unsqueeze(1) if per_row else ok
+    U = torch.where(okc, cand, U)
+    UG = torch.where(okc, cand_G, UG)
+    obj = torch.where(ok, cand_obj, obj)
+    step = torch.where(okc, step * 1.2, step * 0.5)
+    return U, UG, obj, step
 
 
 def _lipschitz_step(G):
@@ -514,6 +583,7 @@ def fit_nmf(
                     step_W,
                     inner_W,
                     per_row=True,
+                    rescale=True,
                 )
                 Wt = U.mT.contiguous()
                 viol_W = None
@@ -661,6 +731,20 @@ def solve_codes(
     k = H.shape[0]
     dtype, device = H.dtype, H.device
     H = H.contiguous()
+    if W is None and sparseness_W is not None:
+        # Warm start: the unconstrained codes (HALS), projected and rescaled
+        # below. Far better than the projection of zeros: the projected
+        # gradient on the non-convex constraint set then starts next to a good
+        # local minimum (lower error in a fraction of the steps on MNIST).
+        W, _ = solve_codes(
+            X,
+            H,
+            solver="cd",
+            max_iter=max_iter,
+            tol=tol,
+            l1_reg_W=l1_reg_W,
+            l2_reg_W=l2_reg_W,
+        )
     if W is None:
         if solver == "mu" and sparseness_W is None:
             start = torch.sqrt(_row_mean(X) / k).to(dtype)
@@ -692,6 +776,9 @@ def solve_codes(
     blocks = _row_blocks(Xa) if beta != 2 else None
     half_sq = 0.5 * _row_sq_norms(X) if pg else None
     step = _lipschitz_step(Gr).expand(n).unsqueeze(1).clone() if pg else None
+    if pg:
+        out = _best_scale(out, out @ Gr, Ba)[0]
+        Wa = out
 
     def measure(Wa):
         """Per-row error, ``sqrt(2 * objective)`` (error-based tests)."""
@@ -713,7 +800,15 @@ def solve_codes(
         n_iter = it
         if pg:
             Wa, step, obj = _pg_steps(
-                Wa, Gr, Ba, sparseness_W, step, inner, per_row=True, const=half_sq
+                Wa,
+                Gr,
+                Ba,
+                sparseness_W,
+                step,
+                inner,
+                per_row=True,
+                const=half_sq,
+                rescale=True,
             )
         elif hals:
             check = tol > 0 and (it == 1 or it % _CHECK_EVERY == 0)
