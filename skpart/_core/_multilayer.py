@@ -17,10 +17,9 @@ from ._nmf import (
     solve_codes,
 )
 
-#: Accelerated projected-gradient steps per factor and fine-tuning sweep. A step
-#: costs a product with a small Gram matrix (``n k_L^2`` for the codes,
-#: ``k_1^2 n_features`` for the first layer), far less than the two products
-#: with the data that each sweep pays once.
+#: Accelerated projected-gradient steps per inner layer (``H_l``, ``l >= 2``) and
+#: fine-tuning sweep. A step costs ``k_l k_(l-1) (k_l + k_(l-1))`` operations,
+#: nothing next to the two products with the data that a sweep pays once.
 _INNER_STEPS = 20
 
 
@@ -116,6 +115,36 @@ def fit_layers(
         n_iter.append(it)
         data = W
     return W, layers, n_iter
+
+
+def _balance(Wt, layers):
+    """Rescale the factors by powers of two, leaving ``W H_L ... H_1`` unchanged.
+
+    Every ``H_l`` is divided by the power of two nearest to its root mean
+    square row norm and the factor above it (``W`` last) multiplied by it.
+    Powers of two make this exact, and a scalar per factor keeps every row's
+    sparseness. It keeps the factors away from overflow and underflow: NMF
+    updates let the scale drift between factors (the first layer of a deep
+    stack grows by orders of magnitude while the codes shrink).
+
+    Returns
+    -------
+    Wt : Tensor of shape (k_L, n_samples)
+    layers : list of Tensor
+    scale : 0-d Tensor
+        The factor ``W`` was multiplied by.
+    """
+    layers = list(layers)
+    scale = None
+    for idx, H in enumerate(layers):
+        rms = torch.linalg.vector_norm(H) / math.sqrt(H.shape[0])
+        ok = (rms > 0) & torch.isfinite(rms)
+        exponent = torch.round(torch.log2(torch.where(ok, rms, 1.0)))
+        scale = torch.exp2(torch.where(ok, exponent, 0.0))
+        layers[idx] = (H / scale).contiguous()
+        if idx + 1 < len(layers):
+            layers[idx + 1] = layers[idx + 1] * scale
+    return Wt * scale, layers, scale
 
 
 def _top_eigenvalue(G):
@@ -215,12 +244,14 @@ def fine_tune(
       monotone accelerated projected gradient (:func:`_quadratic_apg`).
 
     A factor with a sparseness target keeps every row at that Hoyer
-    sparseness. The data enters a sweep through two products only, ``W^T X``
-    at the start and ``X C^T`` (``C = H_L ... H_1``) before the codes'
-    update, ``2 n_samples n_features k_L`` operations; the Gram matrices and
-    right-hand sides of the layers are propagated from ``W^T W`` and ``W^T X``
-    through the ranks, and the objective is evaluated from them without
-    forming ``W C``.
+    sparseness. Before the first sweep and after every sweep the factors are
+    rescaled by powers of two (:func:`_balance`), which changes neither the
+    product nor any row's sparseness. The data enters a sweep through two
+    products only, ``W^T X`` at the start and ``X C^T`` (``C = H_L ... H_1``)
+    before the codes' update, ``2 n_samples n_features k_L`` operations; the
+    Gram matrices and right-hand sides of the layers are propagated from
+    ``W^T W`` and ``W^T X`` through the ranks, and the objective is evaluated
+    from them without forming ``W C``.
 
     Parameters
     ----------
@@ -259,8 +290,8 @@ def fine_tune(
     k = W.shape[1]
     A, At = _as_operator(X)
     half_sq_X = 0.5 * _row_sq_norms(X).sum()
-    layers = [H.clone().contiguous() for H in layers]
-    Wt = W.mT.clone().contiguous()  # (k_L, n), the layout of the HALS sweeps
+    Wt = W.mT.contiguous()  # (k_L, n), the layout of the HALS sweeps
+    Wt, layers, _ = _balance(Wt, layers)
     inner_W = _n_inner_sweeps(n, m, k)
     inner_H = _n_inner_sweeps(m, n, layers[0].shape[0])
     step_W = step_H = None
@@ -326,6 +357,8 @@ def fine_tune(
             Wt = U.mT.contiguous()
         S = Wt @ Wt.mT
         loss_curve.append(loss(Bt, BBt, S))
+        Wt, layers, scale = _balance(Wt, layers)
+        S = S * (scale * scale)
         if verbose:
             elapsed = time.time() - start_time
             print(
