@@ -180,9 +180,8 @@ def test_sparseness_per_layer_exact(X_digits):
     np.testing.assert_allclose(row_sparseness(codes), 0.5, atol=1e-4)
     per_layer = model.transform_layers(X_digits)
     np.testing.assert_allclose(row_sparseness(per_layer[1]), 0.4, atol=1e-4)
-    # Unconstrained: far from any single value.
-    assert np.ptp(row_sparseness(model.layers_[2])) > 0.05
-    assert np.ptp(row_sparseness(per_layer[0][per_layer[0].any(1)])) > 0.05
+    # The first layer's codes are not constrained: their sparseness varies.
+    assert np.ptp(row_sparseness(per_layer[0][per_layer[0].any(1)])) > 0.2
 
 
 def test_one_sparseness_value_for_all_layers(X_digits):
