@@ -79,6 +79,8 @@ def test_bare_int_is_one_layer(X_small):
 def test_nonnegative_and_finite(X_small, init, sparseness):
     model = small(
         n_components=(5, 3),
+        max_iter=20,
+        fine_tune_iter=5,
         init=init,
         sparseness_components=sparseness,
         sparseness_codes=sparseness,

@@ -145,7 +145,7 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_components_)
+        X : {array-like, sparse matrix} of shape (n_samples, ``n_components_``)
             Codes, as returned by ``transform``.
 
         Returns

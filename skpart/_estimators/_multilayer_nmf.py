@@ -3,10 +3,8 @@
 import warnings
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array
 
 from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
 from .._core._nmf import beta_divergence, solve_codes
@@ -120,7 +118,7 @@ default=None
 
     Attributes
     ----------
-    components_ : ndarray of shape (n_components_, n_features)
+    components_ : ndarray of shape (``n_components_``, n_features)
         The effective atoms ``H_L ... H_1`` in input space (non-negative).
 
     layers_ : list of ndarray
@@ -146,10 +144,10 @@ default=None
         ``loss_curve_[i]`` after fine-tuning sweep ``i``. It never increases.
 
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during ``fit``.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :term:`fit`. Defined only when `X`
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
+        Names of features seen during ``fit``. Defined only when `X`
         has feature names that are all strings.
 
     See Also
@@ -385,7 +383,7 @@ default=None
 
         Returns
         -------
-        W : ndarray of shape (n_samples, n_components_)
+        W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
         X = self._validate_X(X, reset=True)
@@ -461,7 +459,7 @@ default=None
 
         Returns
         -------
-        W : ndarray of shape (n_samples, n_components_)
+        W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
         Xt, _ = self._inference_input(X)
@@ -498,24 +496,3 @@ default=None
             sparseness_codes=self._sparseness_codes,
         )
         return [to_numpy(W) for W in codes]
-
-    def inverse_transform(self, X):
-        """Rebuild data from codes of the last layer: ``X @ components_``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_components_)
-            Codes of the last layer.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        X = check_array(X, accept_sparse=("csr", "csc"), dtype=[np.float64, np.float32])
-        if X.shape[1] != self.n_components_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__}."
-                f"inverse_transform expects {self.n_components_} (n_components_)."
-            )
-        return self._decode(X, self.components_)

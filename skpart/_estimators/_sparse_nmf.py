@@ -196,10 +196,10 @@ class SparseNMF(PartBase):
         Actual number of iterations.
 
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during ``fit``.
 
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X` has
+        Names of features seen during ``fit``. Defined only when `X` has
         feature names that are all strings.
 
     See Also
@@ -581,19 +581,3 @@ class SparseNMF(PartBase):
         X = self._validate_X(X, reset=False)
         Xt = to_tensor(X, device=self._inference_device())
         return self._codes(X, Xt)
-
-    def inverse_transform(self, X):
-        """Transform data back to its original space.
-
-        Parameters
-        ----------
-        X : {ndarray, sparse matrix} of shape (n_samples, n_components)
-            Transformed data matrix.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-            Returns a data matrix of the original shape.
-        """
-        check_is_fitted(self)
-        return self._decode(X, self.components_)
