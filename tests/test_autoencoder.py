@@ -214,7 +214,7 @@ def test_nmf_identity_factors_the_identity(X_digits):
     B = module.decoder_weight.detach() / 4.0  # sigmoid output, linearised
     assert A.min() >= 0 and B.min() >= 0
     eye = torch.eye(X.shape[1], dtype=X.dtype)
-    assert torch.linalg.norm(A @ B - eye) / torch.linalg.norm(eye) < 0.25
+    assert torch.linalg.norm(A @ B - eye) / torch.linalg.norm(eye) < 0.3
     assert torch.trace(A @ B) > 0.9 * X.shape[1]
 
 

@@ -38,7 +38,23 @@ def test_same_error_as_sklearn(X_lowrank, solver, sparse_input):
     ours = SparseNMF(random_state=0, **kw).fit(X)
     # Guard against a trivial solution before comparing.
     assert sk.reconstruction_err_ < 0.5 * np.linalg.norm(X_lowrank)
-    assert ours.reconstruction_err_ == pytest.approx(sk.reconstruction_err_, rel=0.01)
+    if solver == "mu":
+        # Same updates: the same error.
+        assert ours.reconstruction_err_ == pytest.approx(
+            sk.reconstruction_err_, rel=0.01
+        )
+        return
+    # HALS with extrapolation gets further in the same iterations (that is the
+    # speed-up): at least as low an error as sklearn's, and within 1% of the
+    # error sklearn's coordinate descent reaches when run to convergence.
+    assert ours.reconstruction_err_ <= sk.reconstruction_err_ * 1.01
+    kw.update(max_iter=5000, tol=1e-10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk_converged = NMF(random_state=0, **kw).fit(X)
+    assert ours.reconstruction_err_ == pytest.approx(
+        sk_converged.reconstruction_err_, rel=0.01
+    )
 
 
 @pytest.mark.parametrize("beta_loss", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0])

@@ -99,7 +99,10 @@ def _matching_encoder(module, X, A, B):
     ``sigmoid(4 u - 2)``, the sigmoid linearised around 0, is about ``u``. A
     sigmoid output is linearised the same way (decoder ``4 B``, bias -2).
     """
-    scale = (X @ A).amax(dim=0).clamp_min(torch.finfo(X.dtype).tiny)
+    scale = (X @ A).amax(dim=0)
+    # A unit silent on all of X (e.g. it reads an always-zero pixel) keeps its
+    # scale: dividing by ~0 would overflow the encoder weights.
+    scale = torch.where(scale > torch.finfo(X.dtype).eps, scale, 1.0)
     A = A / scale
     B = B * scale[:, None]
     sigmoid_out = module.decoder_activation == "sigmoid"
