@@ -1,0 +1,409 @@
+"""Online (mini-batch) NMF on accumulated sufficient statistics (Mairal et al.)."""
+
+import collections
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ._init import _as_operator, _rmatmul
+from ._multilayer import effective_atoms
+from ._nmf import (
+    _cone_project,
+    _hals_sweeps,
+    _lipschitz_step,
+    _mu_apply,
+    _n_inner_sweeps,
+    _pg_steps,
+    _row_sq_norms,
+    solve_codes,
+)
+
+#: Mini-batch steps without improvement of the smoothed batch cost after which
+#: :func:`run_passes` stops (scikit-learn's ``MiniBatchNMF`` default of
+#: ``max_no_improvement``).
+MAX_NO_IMPROVEMENT = 10
+
+
+@dataclass
+class OnlineNMF:
+    """Atoms of an online NMF and the statistics they are fitted to.
+
+    With ``w_i`` the code of sample ``x_i`` when its mini-batch was seen and
+    ``c_i`` the weight left to it by the forgetting factor, ``A`` is
+    ``sum_i c_i w_i^T w_i / weight`` and ``B`` is ``sum_i c_i w_i^T x_i /
+    weight`` with ``weight = sum_i c_i``: per-sample means, so that their scale
+    does not grow with the number of samples seen. The atoms minimise
+    ``0.5 tr(H^T A H) - tr(H^T B)`` plus the per-sample penalties, which is the
+    full-batch objective in ``H`` divided by the number of samples when every
+    ``c_i`` is 1 and the codes are fixed.
+
+    Attributes
+    ----------
+    H : Tensor of shape (k, m)
+        Atoms, one per row (contiguous; updated in place by HALS).
+    A : Tensor of shape (k, k)
+    B : Tensor of shape (k, m)
+    weight : float
+        Effective number of samples behind ``A`` and ``B`` (0 before the
+        first step).
+    step : Tensor or None
+        Step size of the atoms' projected gradient (sparseness target only),
+        carried from step to step.
+    """
+
+    H: torch.Tensor
+    A: torch.Tensor
+    B: torch.Tensor
+    weight: float = 0.0
+    step: torch.Tensor | None = None
+
+    @classmethod
+    def start(cls, H, sparseness_H=None):
+        """Empty statistics around the starting atoms ``H`` (projected onto
+        the sparseness constraint when there is one)."""
+        H = H.clone().contiguous()
+        if sparseness_H is not None:
+            H = _cone_project(H, sparseness_H).contiguous()
+        k, m = H.shape
+        kw = {"dtype": H.dtype, "device": H.device}
+        return cls(H, torch.zeros((k, k), **kw), torch.zeros((k, m), **kw))
+
+
+def minibatch_step(
+    state,
+    X,
+    *,
+    rho,
+    solver="cd",
+    code_max_iter=200,
+    tol=1e-4,
+    l1_reg_W=0.0,
+    l2_reg_W=0.0,
+    l1_reg_H=0.0,
+    l2_reg_H=0.0,
+    sparseness_W=None,
+    sparseness_H=None,
+    order=None,
+):
+    """One online NMF step on the mini-batch ``X`` (Frobenius loss).
+
+    1. Codes of the batch with the atoms fixed: :func:`solve_codes` from its
+       default start, exactly as ``transform`` computes them.
+    2. The statistics are updated: the past keeps the weight ``rho``,
+       ``weight <- rho * weight + b`` and ``A``, ``B`` move to the new
+       weighted means with ``W^T W`` and ``W^T X`` of the batch.
+    3. The atoms take a few steps on ``min_H 0.5 tr(H^T A H) - tr(H^T B)``
+       warm-started from the current atoms: HALS sweeps (``solver="cd"``),
+       one multiplicative update (``"mu"``), or Hoyer's projected gradient
+       with the cone projection when ``sparseness_H`` is set, so every atom
+       keeps its target sparseness exactly.
+
+    Parameters
+    ----------
+    state : OnlineNMF
+        Updated in place.
+    X : Tensor of shape (b, m)
+        Non-negative mini-batch, dense or sparse CSR, in the atoms' dtype.
+    rho : float
+        Weight of the past statistics, in [0, 1].
+    solver : {"cd", "mu"}, default="cd"
+    code_max_iter : int, default=200
+        Iteration cap of the codes' solver.
+    tol : float, default=1e-4
+        Tolerance of the codes' solver.
+    l1_reg_W, l2_reg_W : float, default=0.0
+        Penalties of the codes (scaled as in :func:`solve_codes`).
+    l1_reg_H, l2_reg_H : float, default=0.0
+        Penalties of the atoms per sample (the full-batch ones divided by the
+        number of samples).
+    sparseness_W, sparseness_H : float or None, default=None
+        Hoyer sparseness of every code vector and of every atom.
+    order : list of int or None, default=None
+        Order of the components in the HALS sweeps (``None``: natural order).
+
+    Returns
+    -------
+    W : Tensor of shape (b, k)
+        Codes of the batch (with the atoms before the update).
+    fit : float
+        ``0.5 ||X - W H||_F^2`` with the atoms before the update.
+    objective : float
+        ``fit + l1_reg_W |W|_1 + 0.5 l2_reg_W |W|_F^2`` (scikit-learn's batch
+        cost, before division by the batch size).
+    change : float
+        ``||H_new - H_old||_F / ||H_new||_F``.
+    """
+    W, _ = solve_codes(
+        X,
+        state.H,
+        solver=solver,
+        max_iter=code_max_iter,
+        tol=tol,
+        l1_reg_W=l1_reg_W,
+        l2_reg_W=l2_reg_W,
+        sparseness_W=sparseness_W,
+    )
+    fit, change = update_atoms(
+        state,
+        W,
+        X,
+        rho=rho,
+        solver=solver,
+        l1_reg_H=l1_reg_H,
+        l2_reg_H=l2_reg_H,
+        sparseness_H=sparseness_H,
+        order=order,
+    )
+    objective = fit
+    if l1_reg_W or l2_reg_W:
+        penalty = l1_reg_W * W.sum() + 0.5 * l2_reg_W * W.square().sum()
+        objective += float(penalty)
+    return W, fit, objective, change
+
+
+def update_atoms(
+    state,
+    W,
+    X,
+    *,
+    rho,
+    solver="cd",
+    l1_reg_H=0.0,
+    l2_reg_H=0.0,
+    sparseness_H=None,
+    order=None,
+):
+    """Fold the batch ``(W, X)`` into the statistics and update the atoms.
+
+    Steps 2 and 3 of :func:`minibatch_step`.
+
+    Returns
+    -------
+    cost : float
+        ``0.5 ||X - W H||_F^2`` with the atoms before the update, from the
+        batch's Gram matrices (no dense ``b x m`` product).
+    change : float
+        ``||H_new - H_old||_F / ||H_new||_F``.
+    """
+    b = W.shape[0]
+    k, m = state.H.shape
+    A_op, At_op = _as_operator(X)
+    WtW = W.mT @ W
+    WtX = _rmatmul(A_op, At_op, W).mT  # (k, m)
+    H_old = state.H.clone()
+    cross = torch.linalg.vecdot(WtX.flatten(), H_old.flatten()).to(torch.float64)
+    quad = torch.linalg.vecdot(WtW.flatten(), (H_old @ H_old.mT).flatten())
+    half_sq = 0.5 * _row_sq_norms(X).sum()
+    cost = float(half_sq - cross + 0.5 * quad.to(torch.float64))
+
+    past = rho * state.weight
+    total = past + b
+    state.A.mul_(past / total).add_(WtW, alpha=1.0 / total)
+    state.B.mul_(past / total).add_(WtX, alpha=1.0 / total)
+    state.weight = total
+
+    eye = torch.eye(k, dtype=state.H.dtype, device=state.H.device)
+    G = state.A + l2_reg_H * eye
+    n_sweeps = _n_inner_sweeps(m, b, k)
+    if sparseness_H is not None:
+        if state.step is None:
+            state.step = _lipschitz_step(G)
+        H, state.step, _ = _pg_steps(
+            state.H,
+            G,
+            state.B - l1_reg_H,
+            sparseness_H,
+            state.step,
+            n_sweeps,
+            per_row=False,
+        )
+        state.H = H.contiguous()
+    elif solver == "cd":
+        order = list(range(k)) if order is None else order
+        _hals_sweeps(state.H, G, state.B - l1_reg_H, n_sweeps, order, False)
+    else:
+        state.H = _mu_apply(
+            state.H, state.B, state.A @ state.H, l1_reg_H, l2_reg_H, 1.0
+        ).contiguous()
+    norm = torch.linalg.vector_norm(state.H)
+    diff = torch.linalg.vector_norm(state.H - H_old)
+    change = float(diff / norm) if float(norm) > 0 else 0.0
+    return max(cost, 0.0), change
+
+
+def multilayer_step(
+    states,
+    X,
+    *,
+    rho,
+    solver="cd",
+    code_max_iter=200,
+    tol=1e-4,
+    sparseness_codes=None,
+    sparseness_components=None,
+):
+    """One online step of a multilayer NMF ``X ~ W_L H_L ... H_1``.
+
+    Layer 1 takes a :func:`minibatch_step` on ``X``; layer ``l`` takes one on
+    the codes of layer ``l - 1`` just computed, so every layer's atoms follow
+    the statistics of the codes streamed up to it (the online version of the
+    layer-wise pass; there is no joint fine-tuning).
+
+    Parameters
+    ----------
+    states : list of OnlineNMF
+        One per layer, updated in place.
+    X : Tensor of shape (b, m)
+    rho : float
+    solver : {"cd", "mu"}, default="cd"
+    code_max_iter : int, default=200
+    tol : float, default=1e-4
+    sparseness_codes, sparseness_components : sequence of (float or None) or None
+
+    Returns
+    -------
+    W : Tensor of shape (b, k_L)
+        Codes of the last layer.
+    cost : float
+        Sum of the layers' data-fit terms (for the stopping rule).
+    change : float
+        Largest relative change of a layer's atoms.
+    stack_cost : float
+        ``0.5 ||X - W_L H_L ... H_1||_F^2`` with the updated atoms.
+    """
+    n_layers = len(states)
+    sc_W = sparseness_codes or [None] * n_layers
+    sc_H = sparseness_components or [None] * n_layers
+    data, cost, change = X, 0.0, 0.0
+    for idx, state in enumerate(states):
+        data, c, _, d = minibatch_step(
+            state,
+            data,
+            rho=rho,
+            solver=solver,
+            code_max_iter=code_max_iter,
+            tol=tol,
+            sparseness_W=sc_W[idx],
+            sparseness_H=sc_H[idx],
+        )
+        cost, change = cost + c, max(change, d)
+    C = effective_atoms([s.H for s in states])[-1]
+    A_op, At_op = _as_operator(X)
+    WtX = _rmatmul(A_op, At_op, data).mT
+    cross = torch.linalg.vecdot(WtX.flatten(), C.flatten()).to(torch.float64)
+    quad = torch.linalg.vecdot((data.mT @ data).flatten(), (C @ C.mT).flatten())
+    half_sq = 0.5 * _row_sq_norms(X).sum()
+    stack_cost = max(float(half_sq - cross + 0.5 * quad.to(torch.float64)), 0.0)
+    return data, cost, change, stack_cost
+
+
+class StoppingRule:
+    """scikit-learn's ``MiniBatchNMF`` stopping rules, step by step.
+
+    The first step is ignored. Then the fit stops when the atoms change by at
+    most ``tol`` (relative Frobenius norm) in one step, or when an
+    exponentially weighted average of the per-sample batch cost (weight
+    ``b / (n_samples + 1)`` for a batch of ``b``) has not reached a new
+    minimum for :data:`MAX_NO_IMPROVEMENT` steps. ``tol=0`` disables both.
+    """
+
+    def __init__(self, n_samples, tol):
+        self.n_samples, self.tol = n_samples, tol
+        self.n_steps = 0
+        self.ewa = self.ewa_min = None
+        self.no_improvement = 0
+
+    def __call__(self, cost, change, batch_size):
+        """Record one step (``cost`` summed over its batch); ``True`` to stop."""
+        self.n_steps += 1
+        if self.n_steps == 1 or self.tol == 0:
+            return False
+        cost = cost / batch_size
+        if self.ewa is None:
+            self.ewa = cost
+        else:
+            alpha = min(batch_size / (self.n_samples + 1), 1.0)
+            self.ewa = self.ewa * (1 - alpha) + cost * alpha
+        if change <= self.tol:
+            return True
+        if self.ewa_min is None or self.ewa < self.ewa_min:
+            self.no_improvement, self.ewa_min = 0, self.ewa
+        else:
+            self.no_improvement += 1
+        return self.no_improvement >= MAX_NO_IMPROVEMENT
+
+
+def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
+    """Stream passes over the data until a stopping rule holds.
+
+    Parameters
+    ----------
+    batches : callable
+        ``batches()`` returns an iterable over the mini-batches of one pass
+        (tensors, in a fixed order).
+    step : callable
+        ``step(X)`` takes one online step on the mini-batch ``X`` and returns
+        ``(cost, change, fit)``: the cost and the atoms' change for
+        :class:`StoppingRule`, and the batch's data-fit term.
+    n_samples : int
+        Number of samples in one pass.
+    max_iter : int
+        Number of passes at most.
+    tol : float
+        :class:`StoppingRule`'s tolerance (``0``: exactly ``max_iter`` passes).
+    verbose : int, default=0
+
+    Returns
+    -------
+    n_iter : int
+        Passes started.
+    n_steps : int
+        Mini-batch steps done.
+    stopped : bool
+        Whether a stopping rule ended the fit (``False``: ``max_iter`` passes).
+    recent_fit : float
+        Data-fit terms summed over the last ``n_samples`` samples streamed (or
+        all of them, if fewer), each with the atoms of its own step.
+    recent_samples : int
+        Number of samples behind ``recent_fit``.
+    """
+    rule = StoppingRule(n_samples, tol)
+    recent = collections.deque()
+    recent_samples = 0
+    n_steps, stopped = 0, False
+    start_time = time.time()
+    for n_iter in range(1, max_iter + 1):
+        for X in batches():
+            b = X.shape[0]
+            cost, change, fit = step(X)
+            n_steps += 1
+            recent.append((b, fit))
+            recent_samples += b
+            while recent_samples - recent[0][0] >= n_samples:
+                recent_samples -= recent.popleft()[0]
+            stopped = rule(cost, change, b)
+            if verbose:
+                print(
+                    f"Minibatch step {n_steps} (pass {n_iter}): mean batch cost "
+                    f"{cost / b:f}, smoothed {rule.ewa}, atoms change "
+                    f"{change:.3g}, {time.time() - start_time:.3f} s"
+                )
+            if stopped:
+                break
+        if stopped:
+            break
+    recent_fit = math.fsum(fit for _, fit in recent)
+    return n_iter, n_steps, stopped, recent_fit, recent_samples
+
+
+def forget_rate(forget_factor, batch_size, n_samples):
+    """Weight of the past statistics for one step: ``forget_factor`` per pass
+    over ``n_samples`` samples, spread over its mini-batches."""
+    return float(forget_factor) ** (batch_size / max(n_samples, 1))
+
+
+def error_from_cost(cost):
+    """Frobenius error ``sqrt(2 * cost)`` of a summed data-fit term."""
+    return math.sqrt(2 * max(cost, 0.0))
