@@ -1,13 +1,23 @@
 """The MultilayerNMF estimator: stacked NMF layers with joint fine-tuning."""
 
+import itertools
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from .._core._init import initialize_nmf
 from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
 from .._core._nmf import beta_divergence, solve_codes
+from .._core._online import (
+    OnlineNMF,
+    error_from_cost,
+    forget_rate,
+    multilayer_step,
+    run_passes,
+)
 from ..utils._sklearn_compat import (
     Interval,
     StrOptions,
@@ -21,6 +31,11 @@ from ._base import (
     to_numpy,
     to_tensor,
 )
+from ._streaming import streamable, validated_chunks
+
+#: Iteration cap of the codes' solver in online fitting when
+#: ``transform_max_iter`` is None (``max_iter`` then counts passes).
+_ONLINE_CODE_MAX_ITER = 200
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
@@ -106,8 +121,25 @@ default=None
 
     transform_max_iter : int or None, default=None
         Maximum number of iterations of the code solver in :meth:`transform`,
-        :meth:`transform_layers` and :meth:`fit_transform`. If `None`, it
-        defaults to `max_iter`.
+        :meth:`transform_layers` and :meth:`fit_transform`, and of every
+        mini-batch's codes in online fitting. If `None`, it defaults to
+        `max_iter`, or to 200 when `batch_size` is set (`max_iter` then
+        counts passes).
+
+    batch_size : int or None, default=None
+        `None` fits on the whole data at once (sequential pass and
+        fine-tuning). An int streams the rows in mini-batches of that size
+        (online multilayer NMF, see Notes): memory does not grow with the
+        number of samples, a ``numpy.memmap`` is read one mini-batch at a
+        time, `max_iter` counts passes over the data, there is no
+        fine-tuning, and the transforms also work in mini-batches (same
+        codes). :meth:`partial_fit` splits its input into mini-batches of
+        this size (`None`: one mini-batch).
+
+    forget_factor : float in [0, 1], default=0.7
+        Online fitting only: the weight left to every layer's statistics of
+        the past after one pass over the data of `fit`, or after one call of
+        :meth:`partial_fit` (as in :class:`~skpart.SparseNMF`).
 
     {random_state}
 
@@ -134,14 +166,21 @@ default=None
 
     n_iter_ : int
         Number of fine-tuning sweeps done (``0`` with ``fine_tune_iter=0``).
+        With `batch_size` (no fine-tuning): the passes over the data started.
 
     n_iter_layers_ : list of int
-        Number of iterations of every layer's factorisation.
+        Number of iterations of every layer's factorisation (with
+        `batch_size`: the passes over the data, the same for every layer).
+
+    n_steps_ : int
+        Number of mini-batches processed (online fitting only: `batch_size`
+        set or :meth:`partial_fit`; it counts over all calls).
 
     loss_curve_ : list of float
         The objective ``0.5 ||X - W_L H_L ... H_1||_Fro^2``:
         ``loss_curve_[0]`` for the stacked model of the sequential pass and
         ``loss_curve_[i]`` after fine-tuning sweep ``i``. It never increases.
+        With `batch_size`, one entry: ``0.5 reconstruction_err_^2``.
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -175,6 +214,24 @@ default=None
     reconstruct ``X`` at that depth, not the products ``W_L H_L ... H_(l+1)``
     of the fitted factorisation.
 
+    Online fitting (`batch_size` set, or :meth:`partial_fit`) is the online
+    version of the sequential pass, with every layer learning at once: each
+    mini-batch ``X_b`` gets its first-layer codes ``W_1`` with ``H_1`` fixed,
+    then ``W_2`` with ``H_2`` fixed from ``W_1``, and so on (the codes'
+    solver of :meth:`transform`, with each layer's sparseness target), and
+    every layer folds its ``W_l^T W_l`` and ``W_l^T W_(l-1)`` into running
+    statistics and updates its ``H_l`` from them, exactly as a
+    :class:`~skpart.SparseNMF` online step does (so the sparseness targets of
+    the atoms hold exactly). The layers start from `init` on the first
+    mini-batch, layer by layer. There is no joint fine-tuning (it would need
+    the codes of all samples); `fine_tune_iter` is not used. Memory holds one
+    mini-batch and every layer's ``k_l x k_l`` and ``k_l x k_(l-1)``
+    statistics. The stopping rules are :class:`~skpart.SparseNMF`'s, on the
+    summed layer costs and the largest change of a layer.
+    `reconstruction_err_` is estimated over the last `n_samples` samples
+    streamed with the stacked codes ``W_L`` of each step and the atoms after
+    it (not the codes :meth:`transform` returns).
+
     References
     ----------
     A. Cichocki, R. Zdunek: Multilayer nonnegative matrix factorisation.
@@ -200,6 +257,13 @@ default=None
     [(4, 8), (2, 4)]
     >>> [W.shape for W in model.transform_layers(X)]
     [(20, 4), (20, 2)]
+
+    Streamed in mini-batches of 10 rows, every layer learning online:
+
+    >>> online = MultilayerNMF((4, 2), batch_size=10, max_iter=3, tol=0,
+    ...                        transform_max_iter=50, random_state=0).fit(X)
+    >>> online.components_.shape, online.n_steps_
+    ((2, 8), 6)
     """
 
     __doc__ = __doc__.replace("{device}", DEVICE_DOC).replace(
@@ -216,6 +280,8 @@ default=None
         "fine_tune_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "transform_max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "forget_factor": [Interval(Real, 0, 1, closed="both")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         # DEVICE_CONSTRAINT's StrOptions overlaps `str`, which makes
@@ -235,6 +301,8 @@ default=None
         fine_tune_iter=100,
         tol=1e-4,
         transform_max_iter=None,
+        batch_size=None,
+        forget_factor=0.7,
         random_state=None,
         verbose=0,
         device="cpu",
@@ -248,6 +316,8 @@ default=None
         self.fine_tune_iter = fine_tune_iter
         self.tol = tol
         self.transform_max_iter = transform_max_iter
+        self.batch_size = batch_size
+        self.forget_factor = forget_factor
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
@@ -333,9 +403,15 @@ default=None
                 stacklevel=4,
             )
 
+    def _code_max_iter(self):
+        """Iteration cap of the codes' solver (``transform_max_iter``)."""
+        if self.transform_max_iter is not None:
+            return self.transform_max_iter
+        return self.max_iter if self.batch_size is None else _ONLINE_CODE_MAX_ITER
+
     def _solve_codes(self, Xt, components):
         """Deepest codes of ``Xt`` with the atoms ``components`` fixed."""
-        max_iter = self.transform_max_iter or self.max_iter
+        max_iter = self._code_max_iter()
         codes, n_iter = solve_codes(
             Xt,
             components,
@@ -386,6 +462,9 @@ default=None
         W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
+        if self.batch_size is not None:
+            self._fit_online(X, incremental=False)
+            return self.transform(X)
         X = self._validate_X(X, reset=True)
         self._check_params(*X.shape)
         device, generator = self._fit_setup()
@@ -432,7 +511,151 @@ default=None
         self.reconstruction_err_ = float(
             beta_divergence(Xt, codes, components, 2.0, square_root=True)
         )
+        self._online_state = None
         return to_numpy(codes)
+
+    # -- online fitting -----------------------------------------------------------
+    def _fit_online(self, X, *, incremental):
+        """Stream ``X`` in mini-batches, every layer learning online:
+        ``max_iter`` passes at most from a fresh start (``fit``), or one pass
+        continuing the statistics (``partial_fit``)."""
+        continuing = incremental and hasattr(self, "layers_")
+        reset = not continuing
+        if not streamable(X):
+            X = self._validate_X(X, reset=reset)
+            reset = False
+        n_samples = X.shape[0]
+        size = n_samples if self.batch_size is None else self.batch_size
+        first_pass = validated_chunks(self, X, size, reset=reset)
+        _, chunk = next(first_pass)
+        code_max_iter = self._code_max_iter()
+        if continuing:
+            device = getattr(self, "_device", None) or self._inference_device()
+            states = self._restore_online_states(device)
+            X0 = to_tensor(chunk, device=device, dtype=states[0].H.dtype)
+        else:
+            self._check_params(*chunk.shape)
+            device, generator = self._fit_setup()
+            X0 = to_tensor(chunk, device=device)
+            states, data = [], X0
+            for idx, k in enumerate(self._ranks):
+                _, H = initialize_nmf(data, k, self._inits[idx], generator=generator)
+                states.append(OnlineNMF.start(H, self._sparseness_components[idx]))
+                if idx + 1 < len(self._ranks):
+                    data, _ = solve_codes(
+                        data,
+                        states[-1].H,
+                        solver=self.solver,
+                        max_iter=code_max_iter,
+                        tol=self.tol,
+                        sparseness_W=self._sparseness_codes[idx],
+                    )
+            self.n_steps_ = 0
+        dtype = states[0].H.dtype
+
+        def tensors(chunks):
+            for _, c in chunks:
+                yield to_tensor(c, device=device, dtype=dtype)
+
+        passes = [itertools.chain([X0], tensors(first_pass))]
+
+        def batches():
+            if passes:
+                return passes.pop()
+            return tensors(validated_chunks(self, X, size, reset=False))
+
+        def step(Xb):
+            _, cost, change, stack_cost = multilayer_step(
+                states,
+                Xb,
+                rho=forget_rate(self.forget_factor, Xb.shape[0], n_samples),
+                solver=self.solver,
+                code_max_iter=code_max_iter,
+                tol=self.tol,
+                sparseness_codes=self._sparseness_codes,
+                sparseness_components=self._sparseness_components,
+            )
+            return cost, change, stack_cost
+
+        n_iter, n_steps, stopped, recent, recent_n = run_passes(
+            batches,
+            step,
+            n_samples=n_samples,
+            max_iter=1 if incremental else self.max_iter,
+            tol=0 if incremental else self.tol,
+            verbose=self.verbose,
+        )
+        if not incremental and not stopped:
+            self._warn_max_iter(
+                n_iter, self.max_iter, "in the online passes", "max_iter"
+            )
+        layers = [state.H for state in states]
+        self.layers_ = [to_numpy(H) for H in layers]
+        self.components_ = to_numpy(effective_atoms(layers)[-1])
+        self.n_components_ = self._ranks[-1]
+        self.n_steps_ += n_steps
+        if not incremental:
+            self.n_iter_ = n_iter
+            self.n_iter_layers_ = [n_iter] * len(layers)
+            self.reconstruction_err_ = error_from_cost(
+                recent * n_samples / max(recent_n, 1)
+            )
+            self.loss_curve_ = [0.5 * self.reconstruction_err_**2]
+        self._online_state = [
+            {
+                "A": to_numpy(state.A),
+                "B": to_numpy(state.B),
+                "weight": state.weight,
+                "step": None if state.step is None else to_numpy(state.step),
+            }
+            for state in states
+        ]
+
+    def _restore_online_states(self, device):
+        """Every layer's online statistics as tensors (empty ones after a
+        full-batch fit: the atoms are ``layers_``)."""
+        saved = getattr(self, "_online_state", None)
+        if saved is None:
+            if not hasattr(self, "n_steps_"):
+                self.n_steps_ = 0
+            return [OnlineNMF.start(to_tensor(H, device=device)) for H in self.layers_]
+        states = []
+        for H, entry in zip(self.layers_, saved):
+            state = OnlineNMF(
+                to_tensor(H, device=device).contiguous(),
+                to_tensor(entry["A"], device=device),
+                to_tensor(entry["B"], device=device),
+                entry["weight"],
+            )
+            if entry["step"] is not None:
+                state.step = to_tensor(entry["step"], device=device)
+            states.append(state)
+        return states
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Update every layer with the data in ``X``, streamed as mini-batches.
+
+        Online multilayer NMF (see Notes): the first call initialises the
+        layers from ``X`` and later calls continue from the statistics
+        accumulated so far (after a full-batch fit, from ``layers_``). ``X``
+        is split into mini-batches of `batch_size` rows (one if `batch_size`
+        is None) and streamed once; there is no fine-tuning.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A chunk of the non-negative training data.
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        self._fit_online(X, incremental=True)
+        return self
 
     # -- inference ----------------------------------------------------------------
     def _inference_input(self, X):
@@ -462,6 +685,17 @@ default=None
         W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
+        if self.batch_size is not None:
+            check_is_fitted(self)
+            return np.concatenate([self._transform(chunk) for chunk in self._chunks(X)])
+        return self._transform(X)
+
+    def _chunks(self, X):
+        """Validated mini-batches of ``X`` (streamed transforms)."""
+        for _, chunk in validated_chunks(self, X, self.batch_size, reset=False):
+            yield chunk
+
+    def _transform(self, X):
         Xt, _ = self._inference_input(X)
         components = torch.from_numpy(self.components_).to(
             device=Xt.device, dtype=Xt.dtype
@@ -486,12 +720,19 @@ default=None
             ``codes[l]`` has shape ``(n_samples, k_(l+1))``, first layer
             first.
         """
+        if self.batch_size is not None:
+            check_is_fitted(self)
+            parts = [self._transform_layers(chunk) for chunk in self._chunks(X)]
+            return [np.concatenate(depth) for depth in zip(*parts)]
+        return self._transform_layers(X)
+
+    def _transform_layers(self, X):
         Xt, layers = self._inference_input(X)
         codes = layer_codes(
             Xt,
             layers,
             solver=self.solver,
-            max_iter=self.transform_max_iter or self.max_iter,
+            max_iter=self._code_max_iter(),
             tol=self.tol,
             sparseness_codes=self._sparseness_codes,
         )
