@@ -2,15 +2,17 @@
 the autoencoder's streamed path over a numpy.memmap."""
 
 import pickle
+import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skpart import MultilayerNMF, SparseNMF
-from skpart._estimators._streaming import release_pages, row_slices
+from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
+from skpart._estimators._streaming import MemmapRows, release_pages, row_slices
 
 
 def _hoyer_rows(A):
@@ -278,6 +280,83 @@ def test_multilayer_partial_fit_n_features_mismatch(digits_split):
         ValueError, match="X has 63 features, but MultilayerNMF is expecting 64"
     ):
         model.partial_fit(X[100:200, :-1])
+
+
+# -- the autoencoder's streamed path ------------------------------------------
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"early_stopping": True}, {"weight_init": "nmf", "solver": "sgd"}],
+    ids=["adam", "early_stopping", "nmf_init"],
+)
+def test_autoencoder_memmap_same_result_as_array(digits_split, memmap_of, params):
+    X = digits_split[0].astype(np.float32)
+    X_map = memmap_of(X)
+    kw = dict(n_components=12, max_iter=2, batch_size=64, random_state=0, **params)
+    on_array = NonnegativeSparseAutoencoder(**kw).fit(X)
+    on_map = NonnegativeSparseAutoencoder(**kw).fit(X_map)
+    # The same mini-batches, read from disk: the same weights, up to the
+    # rounding of the mean row (summed chunk by chunk in float64).
+    assert on_map.components_.dtype == np.float32
+    np.testing.assert_allclose(on_map.components_, on_array.components_, atol=1e-6)
+    np.testing.assert_allclose(on_map.loss_curve_, on_array.loss_curve_, rtol=1e-5)
+    np.testing.assert_allclose(
+        on_map.transform(X_map), on_array.transform(X), atol=1e-6
+    )
+    assert (on_map.components_ >= 0).all()
+
+
+def test_autoencoder_partial_fit_on_memmap(digits_split, memmap_of):
+    X = digits_split[0].astype(np.float32)
+    X_map = memmap_of(X)
+    kw = dict(n_components=8, batch_size=64, random_state=0)
+    on_array = NonnegativeSparseAutoencoder(**kw).partial_fit(X).partial_fit(X)
+    on_map = NonnegativeSparseAutoencoder(**kw).partial_fit(X_map).partial_fit(X_map)
+    assert on_map.n_iter_ == 2
+    np.testing.assert_allclose(on_map.components_, on_array.components_, atol=1e-6)
+
+
+def test_memmap_rows_read_what_a_tensor_gives(digits_split, memmap_of):
+    X = digits_split[0].astype(np.float32)
+    rows = MemmapRows(
+        memmap_of(X),
+        dtype=np.float32,
+        device=torch.device("cpu"),
+        mean=torch.from_numpy(X.mean(0)),
+    )
+    Xt = torch.from_numpy(X)
+    idx = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(0))
+    assert rows.shape == tuple(Xt.shape) and rows.numel() == Xt.numel()
+    assert torch.equal(rows[idx[:50]], Xt[idx[:50]])
+    assert torch.equal(rows[10:20], Xt[10:20])
+    sub = rows.subset(idx[100:])
+    assert sub.shape == (X.shape[0] - 100, X.shape[1])
+    assert torch.equal(sub[5:9], Xt[idx[100:]][5:9])
+    assert torch.equal(sub[torch.tensor([3, 0])], Xt[idx[100:]][[3, 0]])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SparseNMF(8, batch_size=256, max_iter=1, random_state=0),
+        lambda: MultilayerNMF((8, 4), batch_size=256, max_iter=1, random_state=0),
+        lambda: NonnegativeSparseAutoencoder(8, batch_size=256, max_iter=1),
+    ],
+    ids=["SparseNMF", "MultilayerNMF", "autoencoder"],
+)
+def test_memmap_is_never_copied_whole(digits_split, memmap_of, make):
+    # 24 000 x 64 float32 (6 MB) on disk: the NumPy allocations of a fit stay
+    # at a few chunks (tracemalloc sees NumPy's buffers, not torch's).
+    X = np.tile(digits_split[0].astype(np.float32), (16, 1))
+    X_map = memmap_of(X)
+    tracemalloc.start()
+    try:
+        make().fit(X_map)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.4 * X.nbytes
 
 
 # -- sklearn's checks on the streamed configurations ------------------------

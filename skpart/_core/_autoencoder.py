@@ -368,6 +368,11 @@ def train(
     (negative reconstruction MSE) takes its place and the best parameters are
     restored at the end. ``incremental`` runs one epoch (``partial_fit``).
 
+    ``X`` and ``X_val`` are tensors or, for data streamed from disk, objects
+    with a tensor's ``shape``, ``dtype``, ``device`` and ``numel()`` whose
+    rows, indexed by a slice or an index tensor, come back as tensors: only
+    the mini-batch being used is then in memory.
+
     The only host synchronisation is once per epoch. Returns ``history``,
     updated.
     """

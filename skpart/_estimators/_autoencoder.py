@@ -32,6 +32,12 @@ from ._base import (
     to_numpy,
     to_tensor,
 )
+from ._streaming import MemmapRows, scan_memmap, streamable, validated_chunks
+
+#: Rows of a streamed ``numpy.memmap`` that the NMF initialisations factorise.
+_STREAMED_NMF_INIT_ROWS = 10000
+#: Rows per chunk when ``transform`` streams a ``numpy.memmap``.
+_STREAMED_TRANSFORM_ROWS = 4096
 
 _PARAMS = {
     "encoder_weight": "encoder_components_",
@@ -233,10 +239,26 @@ class NonnegativeSparseAutoencoder(PartBase):
     -----
     The sparsity penalty uses the mean activation over each mini-batch, so the
     result depends on ``batch_size``; :meth:`transform` is a fixed function of
-    each sample. Fitted state is stored as NumPy arrays; the torch module is
-    rebuilt on demand, so a model fitted on a GPU pickles and loads on a
-    machine without one. ``partial_fit`` keeps the optimiser state between
-    calls within a session (not across pickling).
+    each sample.
+
+    Streamed data. A ``numpy.memmap`` given to :meth:`fit`,
+    :meth:`partial_fit` or :meth:`transform` is never loaded whole: it is
+    validated chunk by chunk (its mean row and range computed on the way),
+    and each mini-batch's rows are read from it when the batch is drawn, with
+    the same permutations from the generator, so the mini-batches are those
+    of the same data in memory (the mean row that starts the decoder bias is
+    summed in float64 chunk by chunk, the only difference). The memmap's
+    pages are released as it is read, so memory does not grow with the
+    number of samples. The reads are random rows: for data larger than the
+    page cache, shuffled on disk once beforehand and ``shuffle=False`` reads
+    sequentially. With ``weight_init="nmf"`` or ``"nmf_identity"`` the
+    starting factorisation uses the first 10 000 rows, and ``solver="lbfgs"``
+    (full-batch) loads the data.
+
+    Fitted state is stored as NumPy arrays; the torch module is rebuilt on
+    demand, so a model fitted on a GPU pickles and loads on a machine without
+    one. ``partial_fit`` keeps the optimiser state between calls within a
+    session (not across pickling).
 
     References
     ----------
@@ -381,21 +403,26 @@ class NonnegativeSparseAutoencoder(PartBase):
             nonnegative_encoder=bool(self.nonnegative_encoder),
         )
 
-    def _check_params_vs_input(self, X):
+    def _check_params_vs_input(self, X, bounds=None):
+        """Check the data against ``loss`` and ``weight_init``; ``bounds`` is
+        ``(min, max)`` of ``X`` when it was computed already (streamed)."""
         name = type(self).__name__
+        if bounds is None and X.size:
+            bounds = (X.min(), X.max())
         if self.loss == "bce":
             if self.decoder_activation != "sigmoid":
                 raise ValueError(
                     f"{name}: loss='bce' needs decoder_activation='sigmoid', got "
                     f"decoder_activation={self.decoder_activation!r}."
                 )
-            if X.size and (X.min() < 0 or X.max() > 1):
+            if bounds is not None and (bounds[0] < 0 or bounds[1] > 1):
                 raise ValueError(
                     f"{name}: loss='bce' needs data in [0, 1]; input X has values "
-                    f"in [{X.min():.3g}, {X.max():.3g}]. Scale X (e.g. with "
+                    f"in [{bounds[0]:.3g}, {bounds[1]:.3g}]. Scale X (e.g. with "
                     "MinMaxScaler) or use loss='mse'."
                 )
-        if self.weight_init in ("nmf", "nmf_identity") and X.size and X.min() < 0:
+        nmf_init = self.weight_init in ("nmf", "nmf_identity")
+        if nmf_init and bounds is not None and bounds[0] < 0:
             raise ValueError(
                 f"Negative values in data passed to {name} (input X): "
                 f"weight_init={self.weight_init!r} needs non-negative data."
@@ -434,17 +461,31 @@ class NonnegativeSparseAutoencoder(PartBase):
                 f"{type(self).__name__}.partial_fit does not support "
                 "early_stopping=True; use fit."
             )
-        X = self._validate_X(
-            X, reset=first_call or not (incremental or self.warm_start)
-        )
-        self._check_params_vs_input(X)
+        reset = first_call or not (incremental or self.warm_start)
+        streamed = isinstance(X, np.memmap) and streamable(X) and self.solver != "lbfgs"
+        if streamed:
+            # Validated chunk by chunk, read back in mini-batches: never whole.
+            X_dtype, mean, *bounds = scan_memmap(self, X, reset=reset)
+            self._check_params_vs_input(X, bounds)
+        else:
+            X = self._validate_X(X, reset=reset)
+            self._check_params_vs_input(X)
+            X_dtype = X.dtype
         if continuing:
             device, generator, module = self._device, self._generator, self._module
             dtype = module.decoder_weight.dtype
         else:
             device, generator = self._fit_setup()
-            dtype = resolve_dtype(X.dtype)
-        Xt = to_tensor(X, device=device, dtype=dtype)
+            dtype = resolve_dtype(X_dtype)
+        if streamed:
+            Xt = MemmapRows(
+                X,
+                dtype=np.float32 if dtype == torch.float32 else np.float64,
+                device=device,
+                mean=torch.from_numpy(mean).to(device=device, dtype=dtype),
+            )
+        else:
+            Xt = to_tensor(X, device=device, dtype=dtype)
         objective = self._objective()
 
         if continuing:
@@ -454,8 +495,11 @@ class NonnegativeSparseAutoencoder(PartBase):
                 module = self._module_from_attributes(device, dtype)
             else:
                 module = self._build_module(X.shape[1], dtype, device)
+                X_init = Xt
+                if streamed and self.weight_init in ("nmf", "nmf_identity"):
+                    X_init = Xt.head(_STREAMED_NMF_INIT_ROWS)
                 initialize_autoencoder(
-                    module, Xt, self.weight_init, generator=generator
+                    module, X_init, self.weight_init, generator=generator
                 )
                 objective.project(module)
             optimizer = make_optimizer(
@@ -483,7 +527,10 @@ class NonnegativeSparseAutoencoder(PartBase):
                     "number of samples."
                 )
             perm = randperm(Xt.shape[0], generator, device=device)
-            X_val, X_train = Xt[perm[:n_val]], Xt[perm[n_val:]]
+            if streamed:
+                X_val, X_train = Xt.subset(perm[:n_val]), Xt.subset(perm[n_val:])
+            else:
+                X_val, X_train = Xt[perm[:n_val]], Xt[perm[n_val:]]
 
         try:
             train(
@@ -590,7 +637,14 @@ class NonnegativeSparseAutoencoder(PartBase):
             Codes, in the dtype of ``X`` (float32 or float64).
         """
         check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
+        if isinstance(X, np.memmap) and streamable(X):
+            size = max(self.batch_size, _STREAMED_TRANSFORM_ROWS)
+            chunks = validated_chunks(self, X, size, reset=False)
+            return np.concatenate([self._encode(chunk) for _, chunk in chunks])
+        return self._encode(self._validate_X(X, reset=False))
+
+    def _encode(self, X):
+        """Codes of validated ``X``."""
         dtype = resolve_dtype(X.dtype)
         module = self._inference_module(dtype)
         Xt = to_tensor(X, device=module.decoder_weight.device, dtype=dtype)

@@ -3,6 +3,7 @@
 import mmap
 
 import numpy as np
+import torch
 
 try:
     from numpy.lib.array_utils import byte_bounds
@@ -78,3 +79,95 @@ def validated_chunks(estimator, X, size, *, reset):
         chunk = estimator._validate_X(rows, reset=reset and idx == 0)
         yield sl, chunk
         release_pages(rows)
+
+
+class MemmapRows:
+    """Rows of a validated ``numpy.memmap``, read on demand as tensors.
+
+    Stands in for the training tensor of the autoencoder's loop: it has the
+    ``shape``, ``dtype``, ``device`` and ``numel()`` of the tensor it
+    replaces, and indexing it by a slice or by an index tensor returns those
+    rows as a tensor, in that order (the same values as indexing the
+    in-memory tensor). Only the rows asked for are read; the memmap's pages
+    are released after every ``_RELEASE_BYTES`` read, so the resident set
+    does not grow with the number of samples.
+
+    Parameters
+    ----------
+    X : numpy.memmap of shape (n_rows, n_features)
+        Data already validated chunk by chunk.
+    dtype : numpy dtype
+        Validated dtype (float32 or float64).
+    device : torch.device
+    mean : Tensor of shape (n_features,)
+        Mean row of the data (for the initialisation), computed while
+        validating.
+    index : ndarray of int or None, default=None
+        Rows of ``X`` this object stands for (a subset, in that order).
+    """
+
+    _RELEASE_BYTES = 64 << 20
+
+    def __init__(self, X, *, dtype, device, mean, index=None):
+        self._X, self._np_dtype, self._mean, self._index = X, dtype, mean, index
+        self.device = device
+        self.dtype = torch.float32 if dtype == np.float32 else torch.float64
+        n = X.shape[0] if index is None else len(index)
+        self.shape = (n, X.shape[1])
+        self._read = 0
+
+    def numel(self):
+        return self.shape[0] * self.shape[1]
+
+    def mean(self, dim=0):
+        """The mean row (``dim=0`` only)."""
+        if dim != 0:
+            raise ValueError("MemmapRows only knows its mean row (dim=0).")
+        return self._mean
+
+    def _rows(self, key):
+        """Row numbers of ``X`` for a slice or index array of this object."""
+        if self._index is None:
+            return key
+        return self._index[key]
+
+    def __getitem__(self, key):
+        if torch.is_tensor(key):
+            key = key.cpu().numpy()
+        rows = np.array(self._X[self._rows(key)], dtype=self._np_dtype)
+        self._read += rows.nbytes
+        if self._read >= self._RELEASE_BYTES:
+            release_pages(self._X)
+            self._read = 0
+        return torch.from_numpy(rows).to(self.device)
+
+    def subset(self, idx):
+        """The rows ``idx`` (an index tensor) of this object, not read yet."""
+        idx = idx.cpu().numpy()
+        return MemmapRows(
+            self._X,
+            dtype=self._np_dtype,
+            device=self.device,
+            mean=self._mean,
+            index=idx if self._index is None else self._index[idx],
+        )
+
+    def head(self, n):
+        """The first ``n`` rows as a tensor."""
+        return self[slice(0, min(n, self.shape[0]))]
+
+
+def scan_memmap(estimator, X, *, reset, size=4096):
+    """Validate a ``numpy.memmap`` chunk by chunk and summarise it.
+
+    Returns ``(dtype, mean, low, high)``: the validated dtype, the mean row
+    (float64, summed chunk by chunk), and the smallest and largest entries.
+    The pages are released after each chunk.
+    """
+    total, low, high, dtype = None, np.inf, -np.inf, None
+    for _, chunk in validated_chunks(estimator, X, size, reset=reset):
+        dtype = chunk.dtype
+        part = chunk.sum(axis=0, dtype=np.float64)
+        total = part if total is None else total + part
+        low, high = min(low, float(chunk.min())), max(high, float(chunk.max()))
+    return dtype, total / X.shape[0], low, high
