@@ -1,6 +1,7 @@
 """Row chunks of large arrays: validated one at a time, memmap pages released."""
 
 import mmap
+import os
 
 import numpy as np
 import torch
@@ -88,9 +89,14 @@ class MemmapRows:
     ``shape``, ``dtype``, ``device`` and ``numel()`` of the tensor it
     replaces, and indexing it by a slice or by an index tensor returns those
     rows as a tensor, in that order (the same values as indexing the
-    in-memory tensor). Only the rows asked for are read; the memmap's pages
-    are released after every ``_RELEASE_BYTES`` read, so the resident set
-    does not grow with the number of samples.
+    in-memory tensor). Only the rows asked for are read, and the resident set
+    does not grow with the number of samples: rows picked at random are read
+    from the file with ``os.pread`` (through the page cache, without mapping
+    anything: a fault on a file mapping maps the whole cached folio around
+    it, up to megabytes per row on recent kernels), and the pages mapped by
+    slices are released after every ``_RELEASE_BYTES``. A copy-on-write
+    memmap (mode ``"c"``), a view with non-contiguous rows or one without a
+    file is read through the mapping instead, released the same way.
 
     Parameters
     ----------
@@ -115,6 +121,7 @@ class MemmapRows:
         n = X.shape[0] if index is None else len(index)
         self.shape = (n, X.shape[1])
         self._read = 0
+        self._file = _file_position(X)
 
     def numel(self):
         return self.shape[0] * self.shape[1]
@@ -134,8 +141,13 @@ class MemmapRows:
     def __getitem__(self, key):
         if torch.is_tensor(key):
             key = key.cpu().numpy()
-        rows = np.array(self._X[self._rows(key)], dtype=self._np_dtype)
-        self._read += rows.nbytes
+        rows = self._rows(key)
+        if isinstance(rows, slice) or self._file is None:
+            rows = np.array(self._X[rows], dtype=self._np_dtype)
+            self._read += rows.nbytes
+        else:
+            rows = _pread_rows(self._X, self._file, np.asarray(rows))
+            rows = rows.astype(self._np_dtype, copy=False)
         if self._read >= self._RELEASE_BYTES:
             release_pages(self._X)
             self._read = 0
@@ -155,6 +167,42 @@ class MemmapRows:
     def head(self, n):
         """The first ``n`` rows as a tensor."""
         return self[slice(0, min(n, self.shape[0]))]
+
+
+def _file_position(X):
+    """``(path, position of row 0, row stride)`` to read rows of the memmap
+    ``X`` from its file, or None when they must be read through the mapping
+    (copy-on-write mode, no file, rows not contiguous)."""
+    mm = getattr(X, "_mmap", None)
+    if (
+        mm is None
+        or getattr(X, "filename", None) is None
+        or getattr(X, "mode", "c") == "c"
+        or X.ndim != 2
+        or X.strides[1] != X.itemsize
+        or X.strides[0] < 0
+    ):
+        return None
+    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
+    return X.filename, start + (X.ctypes.data - base), X.strides[0]
+
+
+def _pread_rows(X, file, idx):
+    """Rows ``idx`` of the memmap ``X``, read from its file (a copy)."""
+    path, first, stride = file
+    out = np.empty((len(idx), X.shape[1]), dtype=X.dtype)
+    view = memoryview(out).cast("B")
+    size = out.strides[0]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for j, i in enumerate(idx.tolist()):
+            got = os.preadv(fd, [view[j * size : (j + 1) * size]], first + i * stride)
+            if got != size:
+                raise OSError(f"short read from {path} at row {i}")
+    finally:
+        os.close(fd)
+    return out
 
 
 def scan_memmap(estimator, X, *, reset, size=4096):
