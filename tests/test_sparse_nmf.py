@@ -401,3 +401,17 @@ def test_mnist_atoms_are_sparse_parts(mnist_train_2000):
         plain.fit(X)
     # The constraint costs some error, but not a collapse.
     assert model.reconstruction_err_ < 1.5 * plain.reconstruction_err_
+
+
+@pytest.mark.parametrize("solver", ["cd", "mu"])
+def test_one_component_and_one_row(X_lowrank, solver):
+    # A (n, 1) or (1, k) factor is contiguous either way round: the codes solver
+    # must still work on a copy (it used to write onto its own input).
+    model = SparseNMF(1, solver=solver, tol=0, max_iter=5).fit(X_lowrank)
+    W = model.transform(X_lowrank)
+    assert W.shape == (60, 1) and np.all(np.isfinite(W)) and W.min() >= 0
+    np.testing.assert_allclose(model.transform(X_lowrank[:1]), W[:1], rtol=1e-10)
+    model = SparseNMF(3, solver=solver, tol=0, max_iter=5).fit(X_lowrank)
+    np.testing.assert_allclose(
+        model.transform(X_lowrank[:1]), model.transform(X_lowrank)[:1], rtol=1e-10
+    )

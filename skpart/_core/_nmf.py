@@ -960,7 +960,8 @@ def solve_codes(
     # State of the rows still iterating ("active"), compacted at every check.
     active = torch.arange(n, device=device)
     Xa = X
-    Wa = out.mT.contiguous() if hals else out
+    # A copy even when out.mT is already contiguous (one component, one row).
+    Wa = out.mT.clone(memory_format=torch.contiguous_format) if hals else out
     Ba = None
     if beta == 2:
         Ba = X @ H.mT  # (n, k); the L1 penalty enters MU's denominator instead
