@@ -113,8 +113,7 @@ def _beta_divergence_block(X, WH, beta):
     it is divided by or logged.
     """
     if beta == 2:
-        R = X - WH
-        return torch.linalg.vecdot(R, R).to(torch.float64) / 2
+        return _half_sq_rows(X - WH)
     mask = X > EPSILON
     x = torch.where(mask, X, 1.0)
     wh = WH.clamp(min=EPSILON)
@@ -138,9 +137,21 @@ def _beta_divergence_rows(blocks, W, H, beta):
     ``(n, k)`` (any strides), ``H`` is ``(k, m)``. Only one dense block of
     ``W @ H`` exists at a time.
     """
+    if beta == 2:  # X - W H in one fused product
+        return torch.cat(
+            [
+                _half_sq_rows(torch.addmm(_dense(Xb), W[sl], H, alpha=-1))
+                for sl, Xb in blocks
+            ]
+        )
     return torch.cat(
         [_beta_divergence_block(_dense(Xb), W[sl] @ H, beta) for sl, Xb in blocks]
     )
+
+
+def _half_sq_rows(R):
+    """Half the squared L2 norm of every row of ``R``, in float64."""
+    return torch.linalg.vecdot(R, R).to(torch.float64) / 2
 
 
 def beta_divergence(X, W, H, beta, *, square_root=False):
@@ -262,14 +273,17 @@ def _hals_blocked(Ut, G, Bt, n_sweeps, order, inv, width, violation):
         comps = order[b0 : b0 + _HALS_BLOCK]
         idx = torch.tensor(comps, device=G.device)
         Gb = G.index_select(0, idx)
-        blocks.append((comps, idx, Gb, Gb.index_select(1, idx).mT.contiguous()))
+        # A run of consecutive components (no shuffle) reads B as a view.
+        run = comps == list(range(comps[0], comps[0] + len(comps)))
+        rows = slice(comps[0], comps[0] + len(comps)) if run else idx
+        blocks.append((comps, rows, Gb, Gb.index_select(1, idx).mT.contiguous()))
     for start in range(0, n, width):
         U = Ut[:, start : start + width]
         B = Bt[:, start : start + width]
         viol = violation[start : start + width] if want_violation else None
         for sweep in range(n_sweeps):
-            for comps, idx, Gb, Gbb_t in blocks:
-                grad = torch.addmm(B.index_select(0, idx), Gb, U, beta=-1)
+            for comps, rows, Gb, Gbb_t in blocks:
+                grad = torch.addmm(B[rows], Gb, U, beta=-1)
                 last = len(comps) - 1
                 for i, t in enumerate(comps):
                     u, g = U[t], grad[i]
@@ -483,6 +497,37 @@ def _mu_apply(U, num, den, l1, l2, gamma):
 
 
 # -- public entry points -----------------------------------------------------
+def _atoms_times_data_t(A, H):
+    """``(X H^T)^T`` as a contiguous ``(k, n)`` tensor for the operator ``A``
+    of :func:`_as_operator`. For a dense ``X`` it is ``H @ X^T``: on MNIST
+    (60 000 x 784, k = 50) 25% faster than ``X @ H^T``, and the HALS sweeps
+    read its rows 20% faster than those of the transposed view."""
+    if A.layout == torch.strided:
+        return H @ A.mT
+    return (A @ H.mT).mT.contiguous()
+
+
+def _codes_t_times_data(A, At, Wt):
+    """``W^T X`` (contiguous ``(k, m)``) from the transposed codes ``Wt``; for
+    a dense ``X`` as ``Wt @ X`` (25% faster than ``X^T @ W`` on MNIST)."""
+    if A.layout == torch.strided:
+        return Wt @ A
+    return _rmatmul(A, At, Wt.mT).mT.contiguous()
+
+
+def _extrapolate(new, old, beta, partner_diag):
+    """``max(0, new + beta (new - old))`` row by row, in one fused pass.
+
+    Rows whose partner component is zero (``partner_diag == 0``: the sweeps
+    left them alone) are not extrapolated, or they would grow without end.
+    """
+    out = torch.lerp(old, new, 1.0 + beta).clamp_(min=0)
+    live = partner_diag > 0
+    if not bool(live.all()):
+        out = torch.where(live.unsqueeze(1), out, new)
+    return out
+
+
 def _balancing_scale(Ut, V):
     """Per-component factor ``d`` (shape ``(k, 1)``) with which the rows of
     ``Ut * d`` and of ``V / d`` have equal L2 norms (1 where either is zero)."""
@@ -518,7 +563,12 @@ def _fit_hals(
     A, At = _as_operator(X)
     eye = torch.eye(k, dtype=H.dtype, device=H.device)
     half_sq_X = 0.5 * _row_sq_norms(X).sum()
-    inner_W, inner_H = _n_inner_sweeps(n, m, k), _n_inner_sweeps(m, n, k)
+    # At least two sweeps per block: with the extrapolation, one sweep (the
+    # shape rule's choice for the codes at k = 100) needed twice the
+    # iterations on MNIST (57 instead of 29 for 10 000 digits) and 1.5 times
+    # the time.
+    inner_W = max(2, _n_inner_sweeps(n, m, k))
+    inner_H = max(2, _n_inner_sweeps(m, n, k))
     b0, eta, gamma, gamma_bar = _EXTRAPOLATION
     balance = not (l1_reg_W or l1_reg_H or l2_reg_W or l2_reg_H)
 
@@ -546,39 +596,48 @@ def _fit_hals(
     for n_iter in range(1, max_iter + 1):
         check = tol > 0 and (n_iter == 1 or n_iter % _CHECK_EVERY == 0)
         # ---- W from W_y, with H_y fixed -------------------------------------
-        Bt = (A @ Hy.mT).mT  # (k, n) = (X H_y^T)^T
+        Bt = _atoms_times_data_t(A, Hy)  # (k, n) = (X H_y^T)^T, contiguous
         G = Hy @ Hy.mT
         if best_obj is None:  # W_y, H_y are the starting pair
             best_obj = obj_prev = objective(Bt, Wy, G, Wy, Hy)
         Wn = Wy.clone()
         viol_W = _hals_sweeps(
-            Wn, G + l2_reg_W * eye, Bt - l1_reg_W, inner_W, order(), check
+            Wn,
+            G + l2_reg_W * eye,
+            Bt.sub_(l1_reg_W) if l1_reg_W else Bt,
+            inner_W,
+            order(),
+            check,
         )
         # The sweeps leave alone the codes of a component whose atom is zero;
         # extrapolating them would grow them without end.
-        live_W = torch.diagonal(G).unsqueeze(1) > 0
-        Wy_new = torch.add(Wn, (Wn - Wt).mul_(live_W), alpha=beta).clamp_(min=0)
+        Wy_new = _extrapolate(Wn, Wt, beta, torch.diagonal(G))
         # ---- H from H_y, with the extrapolated W fixed ----------------------
-        WX = _rmatmul(A, At, Wy_new.mT).mT  # (k, m) = W_y^T X
+        WX = _codes_t_times_data(A, At, Wy_new)  # (k, m) = W_y^T X
         G = Wy_new @ Wy_new.mT
         Hn = Hy.clone()
         viol_H = _hals_sweeps(
-            Hn, G + l2_reg_H * eye, WX - l1_reg_H, inner_H, order(), check
+            Hn,
+            G + l2_reg_H * eye,
+            WX - l1_reg_H if l1_reg_H else WX,
+            inner_H,
+            order(),
+            check,
         )
-        live_H = torch.diagonal(G).unsqueeze(1) > 0
+        diag_W = torch.diagonal(G)
         obj = objective(WX, Hn, G, Wy_new, Hn)
         if obj > obj_prev:  # restart from the accepted pair, smaller weight
             Wy, Hy = Wt, H
             beta_max, beta = beta_prev, beta / eta
         else:
-            if balance:
+            if balance and n_iter % _CHECK_EVERY == 1:
                 # Extrapolating both factors drifts along the scale invariance
-                # W D, D^-1 H; rescale every pair in play by the same D (the
-                # products and the objective are unchanged).
+                # W D, D^-1 H; every 10 iterations, rescale every pair in play
+                # by the same D (the products and the objective are unchanged).
                 d = _balancing_scale(Wn, Hn)
                 Wn, Wt, Wy_new = Wn * d, Wt * d, Wy_new * d
                 Hn, H = Hn / d, H / d
-            Hy = torch.add(Hn, (Hn - H).mul_(live_H), alpha=beta).clamp_(min=0)
+            Hy = _extrapolate(Hn, H, beta, diag_W)
             Wt, H, Wy = Wn, Hn, Wy_new
             beta_prev = beta
             beta, beta_max = min(beta_max, gamma * beta), min(1.0, gamma_bar * beta_max)
@@ -764,7 +823,7 @@ def fit_nmf(
         check = n_iter == 1 or n_iter % _CHECK_EVERY == 0
         # ---- W -------------------------------------------------------------
         if beta == 2:
-            Bt = (A @ H.mT).mT  # (k, n) = (X H^T)^T
+            Bt = _atoms_times_data_t(A, H)  # (k, n) = (X H^T)^T
             G = H @ H.mT
             if sparseness_W is not None:
                 G = G + l2_reg_W * eye
@@ -797,7 +856,7 @@ def fit_nmf(
         # ---- H -------------------------------------------------------------
         if beta == 2:
             W = Wt.mT
-            Bt = _rmatmul(A, At, W).mT  # (k, m) = W^T X
+            Bt = _codes_t_times_data(A, At, Wt)  # (k, m) = W^T X
             G = Wt @ W
             if sparseness_H is not None:
                 G = G + l2_reg_H * eye
