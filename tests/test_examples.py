@@ -14,6 +14,7 @@ FIGURES = {
     "quickstart.py": ["quickstart_atoms.png"],
     "plot_autoencoder_init.py": ["autoencoder_init.png"],
     "plot_autoencoder_study.py": ["autoencoder_study.png"],
+    "plot_dask_search.py": ["dask_search.png"],
     "plot_dilation.py": ["dilation.png"],
     "plot_grid_search.py": ["grid_search_tradeoff.png"],
     "plot_parts_gallery.py": [
