@@ -7,19 +7,20 @@ Run on a machine with a CUDA GPU (needs ``SKPART_DATA``)::
 
 SparseNMF: sklearn's ``NMF(solver="cd", init="nndsvda", tol=0, max_iter=100)``
 is timed on this machine's CPU and its final error noted; SparseNMF (same init
-and rank) is then fitted for a growing number of iterations on each device until
-it reaches that error, and the time of that fit is reported (init and
-validation included; results come back to NumPy, so the times include the
-GPU's work). The autoencoder: seconds per epoch of ``fit`` on each device.
+and rank) is then fitted with the fewest iterations that reach that error on
+each device (doubling, then bisection, as in ``bench_sparse_nmf_speed.py``), and
+the time of that fit is reported (init and validation included; results come
+back to NumPy, so the times include the GPU's work). The autoencoder: seconds
+per epoch of ``fit`` on each device.
 """
 
 import argparse
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning
@@ -28,6 +29,9 @@ from skpart import NonnegativeSparseAutoencoder, SparseNMF
 from skpart.datasets import load_mnist
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_sparse_nmf_speed import iterations_to_reach  # noqa: E402
+
 DATA = os.environ.get("SKPART_DATA", str(HERE.parents[1] / "shared" / "data"))
 OUT = Path(os.environ.get("SKPART_BENCH_OUT", HERE / "results"))
 
@@ -40,15 +44,14 @@ def timed(make, X):
     return time.perf_counter() - t0, model
 
 
-def time_to_reach(make, X, target, start=5, limit=400):
-    it = start
-    while it <= limit:
-        t, model = timed(lambda m=it: make(m), X)
-        if model.reconstruction_err_ <= target:
-            t = min(t, timed(lambda m=it: make(m), X)[0])
-            return it, t
-        it = it + 5 if it < 20 else int(np.ceil(it * 1.25))
-    return None, None
+def time_to_reach(kw, X, target, device, repeat=2):
+    """Fewest iterations for SparseNMF on ``device`` to reach ``target`` (the
+    speed benchmark's doubling and bisection), and the best time of that fit."""
+    it = iterations_to_reach(X, kw, target, 400, device)
+    if it is None:
+        return None, None
+    make = lambda: SparseNMF(max_iter=it, random_state=0, device=device, **kw)  # noqa: E731
+    return it, min(timed(make, X)[0] for _ in range(repeat))
 
 
 def main():
@@ -71,11 +74,7 @@ def main():
     for device in ("cuda", "cpu"):
         # Warm-up (CUDA context, kernels), not timed.
         SparseNMF(max_iter=2, random_state=0, device=device, **kw).fit(X[:1000])
-        it, t = time_to_reach(
-            lambda m, d=device: SparseNMF(max_iter=m, random_state=0, device=d, **kw),
-            X,
-            target,
-        )
+        it, t = time_to_reach(kw, X, target, device)
         rows.append((f"SparseNMF cd ({device})", it, t))
     lines += [
         f"SparseNMF: time to reach sklearn's error after 100 cd iterations "
