@@ -759,13 +759,17 @@ def fit_nmf(
         return W, H, n_iter
     if (sparseness_W is not None or sparseness_H is not None) and beta != 2:
         raise ValueError("Sparseness constraints need the Frobenius loss (beta=2).")
-    if solver == "cd" and beta == 2 and sparseness_W is None and sparseness_H is None:
+    if solver == "cd" and beta != 2:
+        raise ValueError("solver='cd' needs the Frobenius loss (beta=2).")
+    k = H.shape[0]
 
-        def hals_order():
-            if shuffle:
-                return torch.randperm(H.shape[0], generator=generator).tolist()
-            return list(range(H.shape[0]))
+    def order():
+        # Order of the components in a HALS sweep.
+        if shuffle:
+            return torch.randperm(k, generator=generator).tolist()
+        return list(range(k))
 
+    if solver == "cd" and sparseness_W is None and sparseness_H is None:
         return _fit_hals(
             X,
             W,
@@ -776,13 +780,12 @@ def fit_nmf(
             l1_reg_H=l1_reg_H,
             l2_reg_W=l2_reg_W,
             l2_reg_H=l2_reg_H,
-            order=hals_order,
+            order=order,
             verbose=verbose,
         )
 
     start_time = time.time()
     n, m = X.shape
-    k = H.shape[0]
     A, At = _as_operator(X)
     blocks = _row_blocks(X)
     H = H.clone().contiguous()
@@ -796,7 +799,8 @@ def fit_nmf(
     gamma = _mu_gamma(beta)
     inner_W = _n_inner_sweeps(n, m, k) if solver == "cd" else 1
     inner_H = _n_inner_sweeps(m, n, k) if solver == "cd" else 1
-    error_based = solver == "mu" or sparseness_W is not None or sparseness_H is not None
+    # From here on the solver is "mu" or a factor has a sparseness constraint
+    # (unconstrained "cd" went to _fit_hals): the run stops on the error.
     half_sq_X = 0.5 * _row_sq_norms(X).sum() if beta == 2 else None
 
     def error():
@@ -811,16 +815,9 @@ def fit_nmf(
             res = _beta_divergence_rows(blocks, W, H, beta).sum()
         return torch.sqrt(2 * res.clamp(min=0))
 
-    def order():
-        if shuffle:
-            return torch.randperm(k, generator=generator).tolist()
-        return list(range(k))
-
-    if error_based:
+    if tol > 0:
         error_at_init = previous_error = error()
-    violation_init = None
     for n_iter in range(1, max_iter + 1):
-        check = n_iter == 1 or n_iter % _CHECK_EVERY == 0
         # ---- W -------------------------------------------------------------
         if beta == 2:
             Bt = _atoms_times_data_t(A, H)  # (k, n) = (X H^T)^T
@@ -840,12 +837,9 @@ def fit_nmf(
                     rescale=True,
                 )
                 Wt = U.mT.contiguous()
-                viol_W = None
             elif solver == "cd":
                 G = G + l2_reg_W * eye
-                viol_W = _hals_sweeps(
-                    Wt, G, Bt - l1_reg_W, inner_W, order(), check and not error_based
-                )
+                _hals_sweeps(Wt, G, Bt - l1_reg_W, inner_W, order(), False)
             else:
                 Wt = _mu_apply(Wt, Bt, G @ Wt, l1_reg_W, l2_reg_W, gamma)
         else:
@@ -871,12 +865,9 @@ def fit_nmf(
                     inner_H,
                     per_row=False,
                 )
-                viol_H = None
             elif solver == "cd":
                 G = G + l2_reg_H * eye
-                viol_H = _hals_sweeps(
-                    H, G, Bt - l1_reg_H, inner_H, order(), check and not error_based
-                )
+                _hals_sweeps(H, G, Bt - l1_reg_H, inner_H, order(), False)
             else:
                 H = _mu_apply(H, Bt, G @ H, l1_reg_H, l2_reg_H, gamma)
         else:
@@ -886,32 +877,17 @@ def fit_nmf(
                 H = torch.where(H < _EPS64, 0.0, H)
 
         # ---- convergence ---------------------------------------------------
-        if tol > 0 and check:
-            if error_based:
-                if n_iter % _CHECK_EVERY:
-                    continue
-                err = error()
-                if verbose:
-                    print(
-                        f"Epoch {n_iter:02d} reached after "
-                        f"{time.time() - start_time:.3f} seconds, error: {float(err):f}"
-                    )
-                if float((previous_error - err) / error_at_init) < tol:
-                    break
-                previous_error = err
-            else:
-                violation = float(viol_W.sum() + viol_H.sum())
-                if violation_init is None:
-                    violation_init = violation
-                if violation_init == 0:
-                    break
-                if verbose:
-                    print("violation:", violation / violation_init)
-                if violation / violation_init <= tol:
-                    if verbose:
-                        print("Converged at iteration", n_iter)
-                    break
-    if verbose and (tol == 0 or not error_based):
+        if tol > 0 and n_iter % _CHECK_EVERY == 0:
+            err = error()
+            if verbose:
+                print(
+                    f"Epoch {n_iter:02d} reached after "
+                    f"{time.time() - start_time:.3f} seconds, error: {float(err):f}"
+                )
+            if float((previous_error - err) / error_at_init) < tol:
+                break
+            previous_error = err
+    if verbose and tol == 0:
         print(
             f"Epoch {n_iter:02d} reached after {time.time() - start_time:.3f} seconds."
         )
