@@ -1,6 +1,5 @@
 """The MultilayerNMF estimator: stacked NMF layers with joint fine-tuning."""
 
-import itertools
 import warnings
 from numbers import Integral, Real
 
@@ -31,7 +30,13 @@ from ._base import (
     to_numpy,
     to_tensor,
 )
-from ._streaming import streamable, validated_chunks
+from ._streaming import (
+    load_online_state,
+    save_online_state,
+    streamable,
+    tensor_passes,
+    validated_chunks,
+)
 
 #: Iteration cap of the codes' solver in online fitting when
 #: ``transform_max_iter`` is None (``max_iter`` then counts passes).
@@ -553,16 +558,9 @@ default=None
             self.n_steps_ = 0
         dtype = states[0].H.dtype
 
-        def tensors(chunks):
-            for _, c in chunks:
-                yield to_tensor(c, device=device, dtype=dtype)
-
-        passes = [itertools.chain([X0], tensors(first_pass))]
-
-        def batches():
-            if passes:
-                return passes.pop()
-            return tensors(validated_chunks(self, X, size, reset=False))
+        batches = tensor_passes(
+            self, X, size, first_pass, X0, device=device, dtype=dtype
+        )
 
         def step(Xb):
             _, cost, change, stack_cost = multilayer_step(
@@ -601,15 +599,7 @@ default=None
                 recent * n_samples / max(recent_n, 1)
             )
             self.loss_curve_ = [0.5 * self.reconstruction_err_**2]
-        self._online_state = [
-            {
-                "A": to_numpy(state.A),
-                "B": to_numpy(state.B),
-                "weight": state.weight,
-                "step": None if state.step is None else to_numpy(state.step),
-            }
-            for state in states
-        ]
+        self._online_state = [save_online_state(state) for state in states]
 
     def _restore_online_states(self, device):
         """Every layer's online statistics as tensors (empty ones after a
@@ -618,19 +608,10 @@ default=None
         if saved is None:
             if not hasattr(self, "n_steps_"):
                 self.n_steps_ = 0
-            return [OnlineNMF.start(to_tensor(H, device=device)) for H in self.layers_]
-        states = []
-        for H, entry in zip(self.layers_, saved):
-            state = OnlineNMF(
-                to_tensor(H, device=device).contiguous(),
-                to_tensor(entry["A"], device=device),
-                to_tensor(entry["B"], device=device),
-                entry["weight"],
-            )
-            if entry["step"] is not None:
-                state.step = to_tensor(entry["step"], device=device)
-            states.append(state)
-        return states
+            saved = [None] * len(self.layers_)
+        return [
+            load_online_state(H, entry, device) for H, entry in zip(self.layers_, saved)
+        ]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):

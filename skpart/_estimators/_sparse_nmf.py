@@ -1,6 +1,5 @@
 """The SparseNMF estimator: scikit-learn's NMF plus Hoyer's sparseness constraints."""
 
-import itertools
 import warnings
 from numbers import Integral, Real
 
@@ -33,7 +32,13 @@ from ._base import (
     to_numpy,
     to_tensor,
 )
-from ._streaming import streamable, validated_chunks
+from ._streaming import (
+    load_online_state,
+    save_online_state,
+    streamable,
+    tensor_passes,
+    validated_chunks,
+)
 
 
 class _Shape:
@@ -635,16 +640,9 @@ class SparseNMF(PartBase):
         l1_W, l1_H, l2_W, l2_H = self._penalties(1, n_features)
         code_max_iter = self._code_max_iter()
 
-        def tensors(chunks):
-            for _, c in chunks:
-                yield to_tensor(c, device=device, dtype=dtype)
-
-        passes = [itertools.chain([X0], tensors(first_pass))]
-
-        def batches():
-            if passes:
-                return passes.pop()
-            return tensors(validated_chunks(self, X, size, reset=False))
+        batches = tensor_passes(
+            self, X, size, first_pass, X0, device=device, dtype=dtype
+        )
 
         def step(Xb):
             order = None
@@ -691,31 +689,15 @@ class SparseNMF(PartBase):
             self.reconstruction_err_ = error_from_cost(
                 recent_fit * n_samples / max(recent_n, 1)
             )
-        self._online_state = {
-            "A": to_numpy(state.A),
-            "B": to_numpy(state.B),
-            "weight": state.weight,
-            "step": None if state.step is None else to_numpy(state.step),
-        }
+        self._online_state = save_online_state(state)
 
     def _restore_online_state(self, device):
         """The online statistics as tensors (empty ones after a full-batch
         fit: the atoms are ``components_``)."""
-        H = to_tensor(self.components_, device=device)
         saved = getattr(self, "_online_state", None)
-        if saved is None:
-            if not hasattr(self, "n_steps_"):
-                self.n_steps_ = 0
-            return OnlineNMF.start(H)
-        state = OnlineNMF(
-            H.contiguous(),
-            to_tensor(saved["A"], device=device),
-            to_tensor(saved["B"], device=device),
-            saved["weight"],
-        )
-        if saved["step"] is not None:
-            state.step = to_tensor(saved["step"], device=device)
-        return state
+        if saved is None and not hasattr(self, "n_steps_"):
+            self.n_steps_ = 0
+        return load_online_state(self.components_, saved, device)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, **params):

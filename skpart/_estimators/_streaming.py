@@ -1,10 +1,14 @@
 """Row chunks of large arrays: validated one at a time, memmap pages released."""
 
+import itertools
 import mmap
 import os
 
 import numpy as np
 import torch
+
+from .._core._online import OnlineNMF
+from ._base import to_numpy, to_tensor
 
 try:
     from numpy.lib.array_utils import byte_bounds
@@ -80,6 +84,55 @@ def validated_chunks(estimator, X, size, *, reset):
         chunk = estimator._validate_X(rows, reset=reset and idx == 0)
         yield sl, chunk
         release_pages(rows)
+
+
+def tensor_passes(estimator, X, size, first_pass, X0, *, device, dtype):
+    """Mini-batch tensors for each pass over ``X``, as ``batches()`` returns
+    them: the first call continues ``first_pass`` (whose first chunk ``X0``
+    was already taken), every later call validates ``X`` chunk by chunk
+    again."""
+
+    def tensors(chunks):
+        for _, c in chunks:
+            yield to_tensor(c, device=device, dtype=dtype)
+
+    passes = [itertools.chain([X0], tensors(first_pass))]
+
+    def batches():
+        if passes:
+            return passes.pop()
+        return tensors(validated_chunks(estimator, X, size, reset=False))
+
+    return batches
+
+
+def save_online_state(state):
+    """The statistics of an :class:`~skpart._core._online.OnlineNMF` as NumPy
+    (the atoms are stored by the estimator itself)."""
+    return {
+        "A": to_numpy(state.A),
+        "B": to_numpy(state.B),
+        "weight": state.weight,
+        "step": None if state.step is None else to_numpy(state.step),
+    }
+
+
+def load_online_state(H, saved, device):
+    """An :class:`~skpart._core._online.OnlineNMF` with atoms ``H`` (NumPy)
+    and the statistics of :func:`save_online_state`, or fresh ones if
+    ``saved`` is None (after a full-batch fit)."""
+    H = to_tensor(H, device=device)
+    if saved is None:
+        return OnlineNMF.start(H)
+    state = OnlineNMF(
+        H.contiguous(),
+        to_tensor(saved["A"], device=device),
+        to_tensor(saved["B"], device=device),
+        saved["weight"],
+    )
+    if saved["step"] is not None:
+        state.step = to_tensor(saved["step"], device=device)
+    return state
 
 
 class MemmapRows:
