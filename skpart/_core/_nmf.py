@@ -528,6 +528,14 @@ def _extrapolate(new, old, beta, partner_diag):
     return out
 
 
+def _gram_half_sq_error(half_sq_X, P, V, Q):
+    """``0.5 |X - U V|^2`` (float64) from ``half_sq_X = 0.5 |X|^2``,
+    ``P = U^T X`` and ``Q = U^T U``: no dense ``n x m`` product."""
+    cross = torch.linalg.vecdot(P.flatten(), V.flatten()).double()
+    quad = torch.linalg.vecdot(Q.flatten(), (V @ V.mT).flatten()).double()
+    return half_sq_X - cross + 0.5 * quad
+
+
 def _balancing_scale(Ut, V):
     """Per-component factor ``d`` (shape ``(k, 1)``) with which the rows of
     ``Ut * d`` and of ``V / d`` have equal L2 norms (1 where either is zero)."""
@@ -573,13 +581,8 @@ def _fit_hals(
     balance = not (l1_reg_W or l1_reg_H or l2_reg_W or l2_reg_H)
 
     def objective(P, V, Q, Wt, H):
-        # 0.5 |X|^2 - <P, V> + 0.5 <Q, V V^T> + penalties of (W, H): the loss
-        # of the pair from the products at hand (no n x m product).
-        out = (
-            half_sq_X
-            - torch.linalg.vecdot(P.flatten(), V.flatten()).double()
-            + 0.5 * torch.linalg.vecdot(Q.flatten(), (V @ V.mT).flatten()).double()
-        )
+        # The loss of the pair from the products at hand, plus the penalties.
+        out = _gram_half_sq_error(half_sq_X, P, V, Q)
         for U, l1, l2 in ((Wt, l1_reg_W, l2_reg_W), (H, l1_reg_H, l2_reg_H)):
             if l1:
                 out = out + l1 * U.sum().double()
@@ -806,11 +809,7 @@ def fit_nmf(
     def error():
         W = Wt.mT
         if beta == 2:
-            # 0.5 |X - W H|^2 from Gram matrices: no dense n x m product.
-            WtX = _rmatmul(A, At, W).mT
-            cross = torch.linalg.vecdot(WtX.flatten(), H.flatten())
-            quad = torch.linalg.vecdot((Wt @ W).flatten(), (H @ H.mT).flatten())
-            res = half_sq_X - cross.to(torch.float64) + 0.5 * quad.to(torch.float64)
+            res = _gram_half_sq_error(half_sq_X, _rmatmul(A, At, W).mT, H, Wt @ W)
         else:
             res = _beta_divergence_rows(blocks, W, H, beta).sum()
         return torch.sqrt(2 * res.clamp(min=0))
