@@ -7,7 +7,9 @@ import torch
 
 from ._init import _as_operator, _rmatmul, initialize_nmf
 from ._nmf import (
+    _atoms_times_data_t,
     _cone_project,
+    _gram_half_sq_error,
     _hals_sweeps,
     _lipschitz_step,
     _n_inner_sweeps,
@@ -296,20 +298,12 @@ def fine_tune(
     inner_H = _n_inner_sweeps(m, n, layers[0].shape[0])
     step_W = step_H = None
 
-    def codes_rhs(C):
-        """``(X C^T)^T`` of shape (k_L, n), contiguous."""
-        if A.layout == torch.strided:
-            return C @ A.mT
-        return (A @ C.mT).mT.contiguous()
-
     def loss(Bt, Q, S):
-        cross = torch.linalg.vecdot(Bt.flatten(), Wt.flatten()).to(torch.float64)
-        quad = torch.linalg.vecdot(Q.flatten(), S.flatten()).to(torch.float64)
-        return float(half_sq_X - cross + 0.5 * quad)
+        return float(_gram_half_sq_error(half_sq_X, Bt, Wt, Q, S))
 
     C = effective_atoms(layers)[-1]
     S = Wt @ Wt.mT
-    loss_curve = [loss(codes_rhs(C), C @ C.mT, S)]
+    loss_curve = [loss(_atoms_times_data_t(A, C), C @ C.mT, S)]
     error_at_init = math.sqrt(2 * max(loss_curve[0], 0.0))
     start_time = time.time()
     n_iter = 0
@@ -345,7 +339,7 @@ def fine_tune(
             B = H @ B
             BBt = B @ B.mT
         # Codes, with the atoms C = B fixed.
-        Bt = codes_rhs(B)
+        Bt = _atoms_times_data_t(A, B)
         if sparseness_codes is None:
             _hals_sweeps(Wt, BBt, Bt, inner_W, list(range(k)), False)
         else:

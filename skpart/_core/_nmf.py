@@ -528,11 +528,13 @@ def _extrapolate(new, old, beta, partner_diag):
     return out
 
 
-def _gram_half_sq_error(half_sq_X, P, V, Q):
+def _gram_half_sq_error(half_sq_X, P, V, Q, VVt=None):
     """``0.5 |X - U V|^2`` (float64) from ``half_sq_X = 0.5 |X|^2``,
-    ``P = U^T X`` and ``Q = U^T U``: no dense ``n x m`` product."""
+    ``P = U^T X`` and ``Q = U^T U`` (``VVt``: ``V V^T`` if already at hand):
+    no dense ``n x m`` product."""
+    VVt = V @ V.mT if VVt is None else VVt
     cross = torch.linalg.vecdot(P.flatten(), V.flatten()).double()
-    quad = torch.linalg.vecdot(Q.flatten(), (V @ V.mT).flatten()).double()
+    quad = torch.linalg.vecdot(Q.flatten(), VVt.flatten()).double()
     return half_sq_X - cross + 0.5 * quad
 
 
