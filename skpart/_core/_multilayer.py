@@ -11,7 +11,6 @@ from ._nmf import (
     _cone_project,
     _gram_half_sq_error,
     _hals_sweeps,
-    _lipschitz_step,
     _n_inner_sweeps,
     _pg_steps,
     _row_sq_norms,
@@ -320,8 +319,6 @@ def fine_tune(
         if sc_H[0] is None:
             _hals_sweeps(H, P, N, inner_H, list(range(H.shape[0])), False)
         else:
-            if step_H is None:
-                step_H = _lipschitz_step(P)
             H, step_H, _ = _pg_steps(H, P, N, sc_H[0], step_H, inner_H, per_row=False)
             layers[0] = H
         B = H
@@ -343,8 +340,6 @@ def fine_tune(
         if sparseness_codes is None:
             _hals_sweeps(Wt, BBt, Bt, inner_W, list(range(k)), False)
         else:
-            if step_W is None:
-                step_W = _lipschitz_step(BBt).expand(n).unsqueeze(1).clone()
             U, step_W, _ = _pg_steps(
                 Wt.mT, BBt, Bt.mT, sparseness_codes, step_W, inner_W, per_row=True
             )

@@ -1,6 +1,7 @@
 """NMF solvers (HALS, multiplicative updates, Hoyer's projected gradient)."""
 
 import contextlib
+import math
 import time
 
 import torch
@@ -181,6 +182,13 @@ def beta_divergence(X, W, H, beta, *, square_root=False):
 
 
 # -- HALS (coordinate descent) -----------------------------------------------
+def _inverse_diagonal(G):
+    """``1 / diag(G)``, with 0 where the diagonal is 0 (a component with no
+    partner: its gradient is zero and it is left alone)."""
+    diag = torch.diagonal(G)
+    return torch.where(diag > 0, 1.0 / diag.clamp(min=torch.finfo(G.dtype).tiny), 0)
+
+
 def _hals_sweeps(Ut, G, Bt, n_sweeps, order, want_violation):
     """HALS / coordinate descent on ``min_{U >= 0} 0.5 <U G, U> - <U, B>``.
 
@@ -213,8 +221,7 @@ def _hals_sweeps(Ut, G, Bt, n_sweeps, order, want_violation):
         per problem row (scikit-learn's ``violation``, split by row).
     """
     k, n = Ut.shape
-    diag = torch.diagonal(G)
-    inv = torch.where(diag > 0, 1.0 / diag.clamp(min=torch.finfo(G.dtype).tiny), 0)
+    inv = _inverse_diagonal(G)
     if Ut.device.type == "cpu":
         width = max(256, _SWEEP_BYTES // (k * Ut.element_size()))
     else:
@@ -355,6 +362,15 @@ def _pg_steps(
     independent: codes, quadratic ``U @ G``), otherwise one step size for the
     whole matrix (atoms, quadratic ``G @ U``, rows coupled through ``G``).
 
+    Without ``per_row`` the gradient of row ``i`` is also divided by
+    ``G[i, i]`` (a Jacobi preconditioner). Each row is projected on its own,
+    so the projection in that diagonal metric is still the Euclidean
+    projection of each row; with ``mu = 1`` the step moves every row to the
+    minimiser of its own quadratic with the others fixed (the HALS target).
+    On 2 000 MNIST digits with 49 atoms of sparseness 0.8 it reached Hoyer's
+    20-iteration objective in half the outer iterations of the plain
+    gradient, whose ``1 / ||G||_2`` step is set by the largest eigenvalue.
+
     Parameters
     ----------
     U : Tensor of shape (r, c)
@@ -362,8 +378,10 @@ def _pg_steps(
     G : Tensor of shape (c, c) (``per_row``) or (r, r)
     B : Tensor of shape (r, c)
     sparseness : float
-    step : Tensor of shape (r, 1) or 0-d
-        Step sizes, carried from call to call.
+    step : Tensor of shape (r, 1) or 0-d, or None
+        Step sizes, carried from call to call. ``None`` starts from
+        ``1 / ||G||_2`` for every row (``per_row``, a step that always
+        decreases the objective) or from 1 (times the preconditioner).
     n_steps : int
         Projected-gradient steps to try.
     per_row : bool
@@ -396,19 +414,43 @@ def _pg_steps(
     def product(V):
         return V @ G if per_row else G @ V
 
+    if per_row:
+        if step is None:
+            step = _lipschitz_step(G).expand(U.shape[0]).unsqueeze(1).clone()
+        precond = 1.0
+    else:
+        if step is None:
+            step = torch.ones((), dtype=U.dtype, device=U.device)
+        diag = torch.diagonal(G).unsqueeze(1)
+        # A zero diagonal entry is a row with no partner: its gradient is zero.
+        precond = torch.where(
+            diag > 0, 1.0 / diag.clamp(min=torch.finfo(G.dtype).tiny), 0
+        )
     with _one_thread(U.device):
         UG = product(U)
         obj = objective(U, UG)
         for _ in range(n_steps):
             U, UG, obj, step = _pg_step(
-                U, UG, obj, step, B, sparseness, product, objective, per_row, rescale
+                U,
+                UG,
+                obj,
+                step,
+                precond,
+                B,
+                sparseness,
+                product,
+                objective,
+                per_row,
+                rescale,
             )
     return U, step, obj
 
 
-def _pg_step(U, UG, obj, step, B, sparseness, product, objective, per_row, rescale):
+def _pg_step(
+    U, UG, obj, step, precond, B, sparseness, product, objective, per_row, rescale
+):
     """One trial step of :func:`_pg_steps`."""
-    cand = _cone_project(U - step * (UG - B), sparseness)
+    cand = _cone_project(U - (step * precond) * (UG - B), sparseness)
     cand_G = product(cand)
     if rescale and per_row:
         cand, cand_G = _best_scale(cand, cand_G, B)
@@ -547,25 +589,47 @@ def _balancing_scale(Ut, V):
     return torch.where(ok, torch.sqrt(b / torch.where(ok, a, 1.0)), 1.0)
 
 
-def _fit_hals(
-    X, W, H, *, max_iter, tol, l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H, order, verbose
+def _fit_her(
+    X,
+    W,
+    H,
+    *,
+    max_iter,
+    tol,
+    l1_reg_W,
+    l1_reg_H,
+    l2_reg_W,
+    l2_reg_H,
+    sparseness_W,
+    sparseness_H,
+    order,
+    verbose,
 ):
-    """:func:`fit_nmf` for ``solver="cd"``, the Frobenius loss and no
-    sparseness constraint: accelerated HALS with extrapolation and restarts
-    (Ang and Gillis, 2019, "HER").
+    """:func:`fit_nmf` for ``solver="cd"`` (Frobenius loss): block updates
+    with extrapolation and restarts (Ang and Gillis, 2019, "HER").
 
-    Each iteration updates ``W`` by HALS sweeps with the extrapolated atoms
-    ``H_y`` fixed, extrapolates ``W_y = max(0, W_n + b (W_n - W))``, updates
-    ``H`` with ``W_y`` fixed and extrapolates ``H_y`` the same way. The weight
-    ``b`` grows while the objective of ``(W_y, H_n)`` decreases and shrinks,
-    with a restart from the last accepted pair, when it increases. The pair
-    returned is the best one met, so the objective never ends above its
-    starting value. The fixed points are those of plain HALS and of
-    scikit-learn's coordinate descent; on MNIST the extrapolation reaches
-    scikit-learn's 100-iteration error in about half the iterations of plain
-    HALS. Stops like scikit-learn's coordinate descent (projected-gradient
-    violation of the sweeps below ``tol`` times its first value, tested every
-    ``_CHECK_EVERY`` iterations).
+    Each iteration updates ``W`` with the extrapolated atoms ``H_y`` fixed,
+    extrapolates ``W_y = W_n + b (W_n - W)`` (clipped at zero, or projected
+    back onto the sparseness cone for a constrained factor), updates ``H``
+    with ``W_y`` fixed and extrapolates ``H_y`` the same way. The weight ``b``
+    grows while the objective of ``(W_y, H_n)`` decreases and shrinks, with a
+    restart from the last accepted pair, when it increases. The pair returned
+    is the best one met, so the objective never ends above its starting value.
+
+    An unconstrained factor is updated by HALS sweeps (scikit-learn's
+    coordinate descent, one whole component at a time: the same fixed
+    points); on MNIST the extrapolation reaches scikit-learn's 100-iteration
+    error in about half the iterations of plain HALS. A factor with a
+    sparseness constraint is updated by Hoyer's projected gradient
+    (:func:`_pg_steps`); extrapolating the other factor made 2 000 MNIST
+    digits with 49 atoms of sparseness 0.8 reach Hoyer's 20-iteration
+    objective in 3 instead of 4 iterations.
+
+    Without constraints the run stops like scikit-learn's coordinate descent
+    (projected-gradient violation of the sweeps below ``tol`` times its first
+    value); with one, like ``"mu"`` (the error decreases by less than ``tol``
+    times the initial error over ``_CHECK_EVERY`` iterations). Either is
+    tested every ``_CHECK_EVERY`` iterations.
     """
     start_time = time.time()
     n, m = X.shape
@@ -580,7 +644,12 @@ def _fit_hals(
     inner_W = max(2, _n_inner_sweeps(n, m, k))
     inner_H = max(2, _n_inner_sweeps(m, n, k))
     b0, eta, gamma, gamma_bar = _EXTRAPOLATION
-    balance = not (l1_reg_W or l1_reg_H or l2_reg_W or l2_reg_H)
+    constrained = sparseness_W is not None or sparseness_H is not None
+    # Rescaling the components would change every sample's code sparseness.
+    balance = sparseness_W is None and not (
+        l1_reg_W or l1_reg_H or l2_reg_W or l2_reg_H
+    )
+    step = {"W": None, "H": None}
 
     def objective(P, V, Q, Wt, H):
         # The loss of the pair from the products at hand, plus the penalties.
@@ -592,12 +661,52 @@ def _fit_hals(
                 out = out + 0.5 * l2 * torch.linalg.vecdot(U.flatten(), U.flatten())
         return float(out)
 
+    def update(name, Ut, G, Bt, inner, sparseness, check):
+        """New transposed factor from ``Ut`` (``(k, rows)``), and the sweeps'
+        violation (``None`` for a constrained factor)."""
+        if sparseness is None:
+            Ut = Ut.clone()
+            return Ut, _hals_sweeps(Ut, G, Bt, inner, order(), check)
+        if name == "W":  # one problem per sample: rows of W
+            U, step["W"], _ = _pg_steps(
+                Ut.mT,
+                G,
+                Bt.mT,
+                sparseness,
+                step["W"],
+                inner,
+                per_row=True,
+                rescale=True,
+            )
+            return U.mT.contiguous(), None
+        U, step["H"], _ = _pg_steps(
+            Ut, G, Bt, sparseness, step["H"], inner, per_row=False
+        )
+        return U, None
+
+    def extrapolate(new, old, beta, partner_diag, sparseness):
+        # A constrained factor is not extrapolated: projecting the extrapolated
+        # point back onto the cone costs one more projection an iteration, and
+        # on 2 000 MNIST digits with 49 atoms of sparseness 0.8 it needed 5
+        # iterations to reach Hoyer's 20-iteration objective instead of 3.
+        # Nor is anything when the codes are constrained: extrapolating the
+        # atoms then slowed the codes' projected gradient down (5 000 MNIST
+        # digits, k = 100, code sparseness 0.663: MSE 0.0133 after 60
+        # iterations against 0.0105 without).
+        if sparseness is not None or sparseness_W is not None:
+            return new
+        return _extrapolate(new, old, beta, partner_diag)
+
     Wt = W.mT.contiguous()  # accepted pair; W transposed (codes of a component
     H = H.contiguous()  # contiguous)
+    if sparseness_W is not None:
+        Wt = _cone_project(Wt.mT, sparseness_W).mT.contiguous()
+    if sparseness_H is not None:
+        H = _cone_project(H, sparseness_H)
     Wy, Hy = Wt, H
     beta, beta_max, beta_prev = b0, 1.0, b0
     best, best_obj, obj_prev = (Wt, H), None, None
-    violation_init = None
+    violation_init = error_init = error_prev = None
     for n_iter in range(1, max_iter + 1):
         check = tol > 0 and (n_iter == 1 or n_iter % _CHECK_EVERY == 0)
         # ---- W from W_y, with H_y fixed -------------------------------------
@@ -605,29 +714,30 @@ def _fit_hals(
         G = Hy @ Hy.mT
         if best_obj is None:  # W_y, H_y are the starting pair
             best_obj = obj_prev = objective(Bt, Wy, G, Wy, Hy)
-        Wn = Wy.clone()
-        viol_W = _hals_sweeps(
-            Wn,
+            error_init = error_prev = math.sqrt(2 * max(best_obj, 0.0))
+        Wn, viol_W = update(
+            "W",
+            Wy,
             G + l2_reg_W * eye,
             Bt.sub_(l1_reg_W) if l1_reg_W else Bt,
             inner_W,
-            order(),
-            check,
+            sparseness_W,
+            check and not constrained,
         )
         # The sweeps leave alone the codes of a component whose atom is zero;
         # extrapolating them would grow them without end.
-        Wy_new = _extrapolate(Wn, Wt, beta, torch.diagonal(G))
+        Wy_new = extrapolate(Wn, Wt, beta, torch.diagonal(G), sparseness_W)
         # ---- H from H_y, with the extrapolated W fixed ----------------------
         WX = _codes_t_times_data(A, At, Wy_new)  # (k, m) = W_y^T X
         G = Wy_new @ Wy_new.mT
-        Hn = Hy.clone()
-        viol_H = _hals_sweeps(
-            Hn,
+        Hn, viol_H = update(
+            "H",
+            Hy,
             G + l2_reg_H * eye,
             WX - l1_reg_H if l1_reg_H else WX,
             inner_H,
-            order(),
-            check,
+            sparseness_H,
+            check and not constrained,
         )
         diag_W = torch.diagonal(G)
         obj = objective(WX, Hn, G, Wy_new, Hn)
@@ -642,23 +752,37 @@ def _fit_hals(
                 d = _balancing_scale(Wn, Hn)
                 Wn, Wt, Wy_new = Wn * d, Wt * d, Wy_new * d
                 Hn, H = Hn / d, H / d
-            Hy = _extrapolate(Hn, H, beta, diag_W)
+            Hy = extrapolate(Hn, H, beta, diag_W, sparseness_H)
             Wt, H, Wy = Wn, Hn, Wy_new
             beta_prev = beta
             beta, beta_max = min(beta_max, gamma * beta), min(1.0, gamma_bar * beta_max)
         obj_prev = obj
         if obj <= best_obj:
             best, best_obj = (Wy_new, Hn), obj
-        if check:
-            violation = float(viol_W.sum() + viol_H.sum())
-            if violation_init is None:
-                violation_init = violation
+        if not check:
+            continue
+        if constrained:
+            if n_iter % _CHECK_EVERY:
+                continue
+            error = math.sqrt(2 * max(best_obj, 0.0))
             if verbose:
-                print("violation:", violation / max(violation_init, _EPS64))
-            if violation_init == 0 or violation / violation_init <= tol:
-                if verbose:
-                    print("Converged at iteration", n_iter)
+                print(
+                    f"Epoch {n_iter:02d} reached after "
+                    f"{time.time() - start_time:.3f} seconds, error: {error:f}"
+                )
+            if (error_prev - error) / max(error_init, _EPS64) < tol:
                 break
+            error_prev = error
+            continue
+        violation = float(viol_W.sum() + viol_H.sum())
+        if violation_init is None:
+            violation_init = violation
+        if verbose:
+            print("violation:", violation / max(violation_init, _EPS64))
+        if violation_init == 0 or violation / violation_init <= tol:
+            if verbose:
+                print("Converged at iteration", n_iter)
+            break
     if verbose:
         print(
             f"Epoch {n_iter:02d} reached after {time.time() - start_time:.3f} seconds."
@@ -701,15 +825,17 @@ def fit_nmf(
     - ``solver="cd"``: HALS, i.e. scikit-learn's coordinate descent updated one
       whole component at a time (same fixed points); each block update repeats
       the cheap Gram-based sweep a few times per data product (accelerated
-      HALS). Frobenius loss only. Stops when the projected-gradient violation
-      falls below ``tol`` times its first value.
+      HALS), with extrapolation and restarts (:func:`_fit_her`). Frobenius
+      loss only. Stops when the projected-gradient violation falls below
+      ``tol`` times its first value.
     - ``solver="mu"``: scikit-learn's multiplicative updates for any
       ``beta_loss``. Stops when the error decreases by less than ``tol`` times
       the initial error over 10 iterations.
     - ``sparseness_W`` / ``sparseness_H``: every row of that factor is kept at
       that Hoyer sparseness; the factor is updated by Hoyer's projected
-      gradient with step-size adaptation (Frobenius loss only), the other
-      factor by the solver above. Stops like ``"mu"``.
+      gradient with step-size adaptation (Frobenius loss only; a few steps per
+      iteration with ``"cd"``, one with ``"mu"`` as in Hoyer's ``nmfsc``), the
+      other factor by the solver above. Stops like ``"mu"``.
 
     Convergence is tested every 10 iterations (the only host syncs).
 
@@ -774,8 +900,8 @@ def fit_nmf(
             return torch.randperm(k, generator=generator).tolist()
         return list(range(k))
 
-    if solver == "cd" and sparseness_W is None and sparseness_H is None:
-        return _fit_hals(
+    if solver == "cd":
+        return _fit_her(
             X,
             W,
             H,
@@ -785,6 +911,8 @@ def fit_nmf(
             l1_reg_H=l1_reg_H,
             l2_reg_W=l2_reg_W,
             l2_reg_H=l2_reg_H,
+            sparseness_W=sparseness_W,
+            sparseness_H=sparseness_H,
             order=order,
             verbose=verbose,
         )
@@ -802,10 +930,9 @@ def fit_nmf(
         H = _cone_project(H, sparseness_H)
     step_W = step_H = None
     gamma = _mu_gamma(beta)
-    inner_W = _n_inner_sweeps(n, m, k) if solver == "cd" else 1
-    inner_H = _n_inner_sweeps(m, n, k) if solver == "cd" else 1
-    # From here on the solver is "mu" or a factor has a sparseness constraint
-    # (unconstrained "cd" went to _fit_hals): the run stops on the error.
+    # From here on the solver is "mu" ("cd" went to _fit_her), with Hoyer's
+    # projected gradient (one step an iteration, as in his nmfsc) for a
+    # constrained factor; the run stops on the error.
     half_sq_X = 0.5 * _row_sq_norms(X).sum() if beta == 2 else None
 
     def error():
@@ -825,22 +952,17 @@ def fit_nmf(
             G = H @ H.mT
             if sparseness_W is not None:
                 G = G + l2_reg_W * eye
-                if step_W is None:
-                    step_W = _lipschitz_step(G).expand(n).unsqueeze(1).clone()
                 U, step_W, _ = _pg_steps(
                     Wt.mT,
                     G,
                     (Bt - l1_reg_W).mT,
                     sparseness_W,
                     step_W,
-                    inner_W,
+                    1,
                     per_row=True,
                     rescale=True,
                 )
                 Wt = U.mT.contiguous()
-            elif solver == "cd":
-                G = G + l2_reg_W * eye
-                _hals_sweeps(Wt, G, Bt - l1_reg_W, inner_W, order(), False)
             else:
                 Wt = _mu_apply(Wt, Bt, G @ Wt, l1_reg_W, l2_reg_W, gamma)
         else:
@@ -855,20 +977,15 @@ def fit_nmf(
             G = Wt @ W
             if sparseness_H is not None:
                 G = G + l2_reg_H * eye
-                if step_H is None:
-                    step_H = _lipschitz_step(G)
                 H, step_H, _ = _pg_steps(
                     H,
                     G,
                     Bt - l1_reg_H,
                     sparseness_H,
                     step_H,
-                    inner_H,
+                    1,
                     per_row=False,
                 )
-            elif solver == "cd":
-                G = G + l2_reg_H * eye
-                _hals_sweeps(H, G, Bt - l1_reg_H, inner_H, order(), False)
             else:
                 H = _mu_apply(H, Bt, G @ H, l1_reg_H, l2_reg_H, gamma)
         else:
@@ -1007,7 +1124,7 @@ def solve_codes(
             Ba = Ba.mT.contiguous()
     blocks = _row_blocks(Xa) if beta != 2 else None
     half_sq = 0.5 * _row_sq_norms(X) if pg else None
-    step = _lipschitz_step(Gr).expand(n).unsqueeze(1).clone() if pg else None
+    step = None
     if pg:
         out = _best_scale(out, out @ Gr, Ba)[0]
         Wa = out

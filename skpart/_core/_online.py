@@ -12,7 +12,6 @@ from ._multilayer import effective_atoms
 from ._nmf import (
     _cone_project,
     _hals_sweeps,
-    _lipschitz_step,
     _mu_apply,
     _n_inner_sweeps,
     _pg_steps,
@@ -208,8 +207,6 @@ def update_atoms(
     G = state.A + l2_reg_H * eye
     n_sweeps = _n_inner_sweeps(m, b, k)
     if sparseness_H is not None:
-        if state.step is None:
-            state.step = _lipschitz_step(G)
         H, state.step, _ = _pg_steps(
             state.H,
             G,

@@ -146,8 +146,9 @@ def _project_tie_broken(x, l1, r2, max_iter):
 def _quadratic_offset(k, s1, s2, r2):
     """Offset ``a`` with ``(s1 - k a)^2 = r2 (s2 - 2 a s1 + k a^2)``, below the
     mean ``s1 / k`` (``s1``, ``s2``: sum and sum of squares of the support)."""
-    disc = (k * s2 - s1 * s1).clamp(min=0) / (k - r2).clamp(min=1e-12)
-    return s1 / k - torch.sqrt(r2) / k * torch.sqrt(disc)
+    disc = torch.addcmul(k * s2, s1, s1, value=-1).clamp_(min=0)
+    disc = disc.div_((k - r2).clamp_(min=1e-12)).sqrt_()
+    return (s1 - torch.sqrt(r2) * disc).div_(k)
 
 
 def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
@@ -156,7 +157,9 @@ def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
     The support sums are taken either of ``d = max(z - alpha, 0)`` (fast: four
     passes an iteration) or, with ``centered=True``, of ``z = x - max(x)`` on
     the support (one pass more, but free of the cancellation that near-ties
-    cause when ``alpha`` is far from the entries).
+    cause when ``alpha`` is far from the entries). Small rows make the loop
+    bound by the number of torch calls, so each pass makes as few as it can:
+    the rounding guard below costs one test per pass until it fires.
     """
     z = x - row_max
     zz = z * z if centered else None
@@ -165,7 +168,7 @@ def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
     z_min = z.amin(dim=1, keepdim=True)
     alpha = z_min + 1e-3 * torch.where(z_min < 0, z_min, -torch.ones_like(z_min))
     alpha_prev, k_prev = alpha, None
-    stuck = torch.zeros_like(alpha, dtype=torch.bool)
+    stuck = None
     d = torch.empty_like(z)
     for it in range(max_iter):
         torch.sub(z, alpha, out=d).relu_()
@@ -174,13 +177,14 @@ def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
             # Rounding on near-ties can push a support below the size the target
             # needs (k <= r^2): such a row goes back one step and stays there;
             # the caller redoes it exactly.
-            stuck |= k <= r2
-            alpha = torch.where(stuck, alpha_prev, alpha)
-            k = torch.where(stuck, k_prev, k)
+            low = k <= r2
+            if stuck is not None or bool(low.any()):
+                stuck = low if stuck is None else stuck | low
+                alpha = torch.where(stuck, alpha_prev, alpha)
+                k = torch.where(stuck, k_prev, k)
+                torch.sub(z, alpha, out=d).relu_()
             if torch.equal(k, k_prev):
                 break
-            if stuck.any():
-                torch.sub(z, alpha, out=d).relu_()
         if centered:
             mask = torch.sign(d)
             s1 = torch.linalg.vecdot(mask, z).unsqueeze(1)
@@ -189,12 +193,14 @@ def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
         else:
             s1 = d.sum(dim=1, keepdim=True)
             s2 = torch.linalg.vecdot(d, d).unsqueeze(1)
-            new = alpha + _quadratic_offset(k, s1, s2, r2)
+            new = _quadratic_offset(k, s1, s2, r2).add_(alpha)
         # The first solve, on the full support, may move the offset down; after
         # it the offset only rises (supports only shrink).
         alpha_prev, k_prev = alpha, k
         alpha = new if it == 0 else torch.maximum(new, alpha)
-    d = torch.relu(z - alpha)
+    d = torch.relu_(z - alpha)
+    if stuck is None:
+        stuck = torch.zeros_like(alpha, dtype=torch.bool)
     return d * (l1 / d.sum(dim=1, keepdim=True)), stuck.squeeze(1)
 
 
