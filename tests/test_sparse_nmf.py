@@ -10,7 +10,13 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skpart import SparseNMF
-from skpart._core._nmf import _beta_divergence_rows, _row_blocks, fit_nmf
+from skpart._core._nmf import (
+    _beta_divergence_rows,
+    _cone_project,
+    _pg_steps,
+    _row_blocks,
+    fit_nmf,
+)
 from skpart.metrics import hoyer_sparsity
 
 
@@ -140,7 +146,9 @@ def test_mu_decreases_every_beta_loss(rng, beta):
         previous = current
 
 
-@pytest.mark.parametrize("sparseness", [None, 0.6])
+@pytest.mark.parametrize(
+    "sparseness", [{}, {"sparseness_H": 0.6}, {"sparseness_W": 0.5}]
+)
 def test_cd_decreases_frobenius(X_lowrank, sparseness):
     X = torch.from_numpy(X_lowrank)
     rng = np.random.RandomState(1)
@@ -148,13 +156,35 @@ def test_cd_decreases_frobenius(X_lowrank, sparseness):
     H = torch.from_numpy(rng.rand(4, 20))
     previous = np.inf
     for _ in range(15):
-        W, H, _ = fit_nmf(X, W, H, max_iter=1, tol=0, sparseness_H=sparseness)
+        W, H, _ = fit_nmf(X, W, H, max_iter=1, tol=0, **sparseness)
         current = 0.5 * np.sum((X_lowrank - (W @ H).numpy()) ** 2)
         assert current <= previous * (1 + 1e-12)
         previous = current
 
 
 # -- constraints ---------------------------------------------------------------
+def test_atoms_projected_gradient_is_exact_for_a_diagonal_gram(rng):
+    # With a diagonal Gram matrix the atoms' problems separate, and the first
+    # preconditioned step (size 1) lands every atom on the minimiser of its own
+    # quadratic over the sparseness cone: the projection of B_i / G_ii.
+    G = torch.diag(torch.from_numpy(rng.rand(5) + 0.5))
+    B = torch.from_numpy(rng.rand(5, 30))
+    U0 = _cone_project(torch.from_numpy(rng.rand(5, 30)), 0.7)
+    U, step, obj = _pg_steps(U0, G, B, 0.7, None, 1, per_row=False)
+    expected = _cone_project(B / torch.diagonal(G)[:, None], 0.7)
+    torch.testing.assert_close(U, expected, rtol=1e-10, atol=1e-12)
+    assert float(step) == pytest.approx(1.2)
+    # More steps never increase the objective, on a coupled Gram matrix too.
+    M = torch.from_numpy(rng.rand(8, 5))
+    G = M.T @ M
+    U, previous = U0, np.inf
+    for _ in range(10):
+        U, step, obj = _pg_steps(U, G, B, 0.7, None, 1, per_row=False)
+        assert float(obj) <= previous + 1e-12
+        previous = float(obj)
+    np.testing.assert_allclose(_hoyer_rows(U.numpy()), 0.7, atol=1e-6)
+
+
 @pytest.mark.parametrize("solver", ["cd", "mu"])
 @pytest.mark.parametrize("s_atoms, s_codes", [(0.7, None), (None, 0.5), (0.6, 0.4)])
 def test_exact_sparseness(X_lowrank, solver, s_atoms, s_codes):

@@ -287,18 +287,19 @@ class SparseNMF(PartBase):
     Sparseness constraints. The constrained factor is updated by Hoyer's
     projected gradient with step-size adaptation (a step that lowers the
     objective is kept and the step grows by 1.2, otherwise it is halved),
-    the other factor by the chosen solver, as in Hoyer's ``nmfsc``. Two
-    changes make it fast and batch-independent: the projection is the exact
-    Euclidean projection onto the cone of vectors with the target sparseness
-    (Hoyer's L1/L2 projection onto unit norm, then the best scale), so a step
-    of ``1 / ||G||_2`` always decreases the objective and the adaptation
-    starts there; and the objective of a trial step is computed exactly from
-    the Gram matrices, without touching the data. The codes have one step size
-    per sample. A projected HALS step was not chosen: projecting after a
-    coordinate sweep is not a descent step onto the constraint set and has no
-    convergence guarantee, while the projected gradient never increases the
-    objective. The constraints are hard: every row has the target sparseness
-    to rounding after `fit`, `fit_transform` and `transform`.
+    the other factor by the chosen solver, as in Hoyer's ``nmfsc``. The
+    projection is the exact Euclidean projection onto the cone of vectors
+    with the target sparseness; the objective of a trial step comes from the
+    Gram matrices, without touching the data; the codes have one step size
+    per sample; the atoms' gradient is scaled atom by atom by its curvature
+    (a step of 1 is the HALS target of every atom, projected). With 'cd' the
+    constrained factor takes a few steps per iteration inside the
+    extrapolated HALS loop. A projected HALS step was not chosen: projecting
+    after a coordinate sweep is not a descent step onto the constraint set
+    and has no convergence guarantee, while the projected gradient never
+    increases the objective. The constraints are hard: every row has the
+    target sparseness to rounding after `fit`, `fit_transform` and
+    `transform`. See the user guide for the benchmarks.
 
     Codes. `transform` solves for the codes with the atoms fixed, one sample
     at a time in effect: each sample has its own stopping test, so
