@@ -273,8 +273,12 @@ class SparseNMF(PartBase):
     components a few times over the small Gram matrix (accelerated HALS,
     Gillis and Glineur, 2012), in the dtype of the input. Each sweep is
     scikit-learn's coordinate descent done a component at a time, so the fixed
-    points and the violation-based stopping rule are the same; the extra
-    sweeps only reach a given error in fewer passes over the data. Both
+    points are the same; the extra sweeps only reach a given error in fewer
+    passes over the data. 'cd' stops when scikit-learn's test holds (the
+    projected-gradient violation below `tol` times its first value) and the
+    error has settled as for 'mu' (it fell by less than `tol` times the
+    initial error over the last 10 iterations): the extrapolation shrinks the
+    violation long before the error settles. Both
     factors are also extrapolated along their last change, with restarts when
     the objective increases (Ang and Gillis, 2019), and the best pair met is
     kept: 'cd' is usually ahead of scikit-learn's after the same number of
