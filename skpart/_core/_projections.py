@@ -66,24 +66,29 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
     l2 = torch.as_tensor(l2, dtype=x.dtype, device=x.device).expand(n_rows)[:, None]
     r2 = (l1 / l2) ** 2
     max_iter = n if max_iter is None else max_iter
-    if x.device.type == "cpu" and n_rows > _CPU_CHUNK:
+    rows = max(16, _CPU_CHUNK_BYTES // (n * x.element_size()))
+    if x.device.type == "cpu" and n_rows > rows:
         # Row blocks that stay in cache for all the passes of the iteration.
         return torch.cat(
             [
                 _project_block(
-                    x[i : i + _CPU_CHUNK],
-                    l1[i : i + _CPU_CHUNK],
-                    l2[i : i + _CPU_CHUNK],
-                    r2[i : i + _CPU_CHUNK],
+                    x[i : i + rows],
+                    l1[i : i + rows],
+                    l2[i : i + rows],
+                    r2[i : i + rows],
                     max_iter,
                 )
-                for i in range(0, n_rows, _CPU_CHUNK)
+                for i in range(0, n_rows, rows)
             ]
         )
     return _project_block(x, l1, l2, r2, max_iter)
 
 
-_CPU_CHUNK = 256
+#: Bytes of a CPU row block of :func:`project_l1_l2`. Fewer, larger blocks mean
+#: fewer torch calls; 1 MiB was the best or within 10% of it for 10 000 x 784,
+#: 20 000 x 100 and 60 000 x 50 in float32 and float64 (a fixed 256 rows was
+#: 2.4 times slower on the 20 000 x 100 codes).
+_CPU_CHUNK_BYTES = 1 << 20
 
 
 def _project_block(x, l1, l2, r2, max_iter):
