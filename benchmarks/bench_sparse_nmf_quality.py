@@ -38,6 +38,8 @@ def main():
     parser.add_argument("--sparseness", type=float, default=0.663)
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--shuffle", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--solver", default="cd")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--init", default=None)
@@ -67,7 +69,8 @@ def main():
         l1_ratio=args.l1_ratio,
         max_iter=args.max_iter,
         tol=args.tol,
-        random_state=0,
+        shuffle=args.shuffle,
+        random_state=args.seed,
         device=args.device,
     )
     t0 = time.perf_counter()
@@ -90,7 +93,8 @@ def main():
         f"{args.sparseness}, sparseness_components={args.sparseness_components}, "
         f"init={args.init!r}, alpha_W={args.alpha_W}, alpha_H={args.alpha_H}, "
         f"l1_ratio={args.l1_ratio}, "
-        f"max_iter={args.max_iter}, tol={args.tol}) fitted on {args.n_train} "
+        f"max_iter={args.max_iter}, tol={args.tol}, shuffle={args.shuffle}, "
+        f"random_state={args.seed}) fitted on {args.n_train} "
         f"training digits in {t_fit:.1f} s ({model.n_iter_} iterations); "
         f"evaluated on {args.n_test} test digits; atoms' mean Hoyer sparseness "
         f"{hoyer_sparsity(model.components_):.3f}.\n\n"
