@@ -370,7 +370,7 @@ def _pg_steps(
     projection of each row; with ``mu = 1`` the step moves every row to the
     minimiser of its own quadratic with the others fixed (the HALS target).
     On 2 000 MNIST digits with 49 atoms of sparseness 0.8 it reached Hoyer's
-    20-iteration objective in half the outer iterations of the plain
+    20-iteration objective in 4 outer iterations instead of 6 with the plain
     gradient, whose ``1 / ||G||_2`` step is set by the largest eigenvalue.
 
     Parameters
