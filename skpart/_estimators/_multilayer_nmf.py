@@ -32,8 +32,8 @@ from ._base import (
 )
 from ._streaming import (
     load_online_state,
+    open_stream,
     save_online_state,
-    streamable,
     tensor_passes,
     validated_chunks,
 )
@@ -525,14 +525,8 @@ default=None
         ``max_iter`` passes at most from a fresh start (``fit``), or one pass
         continuing the statistics (``partial_fit``)."""
         continuing = incremental and hasattr(self, "layers_")
-        reset = not continuing
-        if not streamable(X):
-            X = self._validate_X(X, reset=reset)
-            reset = False
+        X, size, first_pass, chunk = open_stream(self, X, reset=not continuing)
         n_samples = X.shape[0]
-        size = n_samples if self.batch_size is None else self.batch_size
-        first_pass = validated_chunks(self, X, size, reset=reset)
-        _, chunk = next(first_pass)
         code_max_iter = self._code_max_iter()
         if continuing:
             device = getattr(self, "_device", None) or self._inference_device()

@@ -34,8 +34,8 @@ from ._base import (
 )
 from ._streaming import (
     load_online_state,
+    open_stream,
     save_online_state,
-    streamable,
     tensor_passes,
     validated_chunks,
 )
@@ -611,14 +611,8 @@ class SparseNMF(PartBase):
         (``partial_fit``)."""
         name = type(self).__name__
         continuing = incremental and hasattr(self, "components_")
-        reset = not continuing
-        if not streamable(X):
-            X = self._validate_X(X, reset=reset)
-            reset = False
+        X, size, first_pass, chunk = open_stream(self, X, reset=not continuing)
         n_samples = X.shape[0]
-        size = n_samples if self.batch_size is None else self.batch_size
-        first_pass = validated_chunks(self, X, size, reset=reset)
-        _, chunk = next(first_pass)
         if continuing:
             device = getattr(self, "_device", None) or self._inference_device()
             if getattr(self, "_generator", None) is None:

@@ -86,6 +86,24 @@ def validated_chunks(estimator, X, size, *, reset):
         release_pages(rows)
 
 
+def open_stream(estimator, X, *, reset):
+    """Start the online fitting of ``estimator`` on ``X``.
+
+    ``X`` is validated whole at once unless :func:`streamable` accepts it (then
+    chunk by chunk, the first chunk with ``reset``). Returns ``X`` (validated
+    or not), the mini-batch size (``estimator.batch_size``, or every row when
+    it is None), the first pass of :func:`validated_chunks` and that pass's
+    first chunk, already taken from it.
+    """
+    if not streamable(X):
+        X = estimator._validate_X(X, reset=reset)
+        reset = False
+    size = X.shape[0] if estimator.batch_size is None else estimator.batch_size
+    first_pass = validated_chunks(estimator, X, size, reset=reset)
+    _, chunk = next(first_pass)
+    return X, size, first_pass, chunk
+
+
 def tensor_passes(estimator, X, size, first_pass, X0, *, device, dtype):
     """Mini-batch tensors for each pass over ``X``, as ``batches()`` returns
     them: the first call continues ``first_pass`` (whose first chunk ``X0``
