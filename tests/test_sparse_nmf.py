@@ -303,6 +303,24 @@ def test_float32_follows_and_agrees_with_float64(X_lowrank):
     assert m32.reconstruction_err_ == pytest.approx(m64.reconstruction_err_, rel=1e-3)
 
 
+@pytest.mark.parametrize("sparseness_codes", [None, 0.5])
+def test_transform_of_other_dtype_follows_the_input(X_lowrank, sparseness_codes):
+    # A float32 fit transforms float64 data (and back): the codes take the
+    # input's dtype and agree with the codes of the same data in the fit's
+    # dtype's error. (sklearn's NMF raises a TypeError here.)
+    X32 = X_lowrank.astype(np.float32)
+    kw = dict(n_components=4, random_state=0, max_iter=100)
+    m32 = SparseNMF(sparseness_codes=sparseness_codes, **kw).fit(X32)
+    codes64 = m32.transform(X_lowrank)
+    assert codes64.dtype == np.float64
+    atoms = m32.components_.astype(np.float64)
+    err64 = np.linalg.norm(X_lowrank - codes64 @ atoms)
+    err32 = np.linalg.norm(X_lowrank - m32.transform(X32).astype(np.float64) @ atoms)
+    assert err64 == pytest.approx(err32, rel=1e-3)
+    m64 = SparseNMF(sparseness_codes=sparseness_codes, **kw).fit(X_lowrank)
+    assert m64.transform(X32).dtype == np.float32
+
+
 def test_deterministic(X_lowrank):
     kw = dict(n_components=5, init="random", shuffle=True, random_state=3)
     kw.update(sparseness_components=0.5, max_iter=20)

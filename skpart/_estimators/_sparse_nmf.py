@@ -796,8 +796,12 @@ class SparseNMF(PartBase):
         return self.max_iter if self.batch_size is None else _ONLINE_CODE_MAX_ITER
 
     def _codes(self, X, Xt):
-        """Codes of validated ``X`` (tensor ``Xt``) with the atoms fixed."""
-        H = to_tensor(self.components_, device=Xt.device)
+        """Codes of validated ``X`` (tensor ``Xt``) with the atoms fixed.
+
+        The atoms take the data's dtype, so the codes follow the input's
+        dtype whatever the dtype of the fit.
+        """
+        H = to_tensor(self.components_, device=Xt.device, dtype=Xt.dtype)
         l1_W, _, l2_W, _ = self._regularization(X)
         max_iter = self._code_max_iter()
         W, _ = solve_codes(
