@@ -1,5 +1,6 @@
 """scikit-learn's estimator checks on every skpart estimator, with small settings."""
 
+import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import (
     check_param_validation,
@@ -32,3 +33,23 @@ def test_sklearn_compatible_estimator(estimator, check):
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_param_validation(estimator):
     check_param_validation(type(estimator).__name__, estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_dataframe_in_dataframe_out(estimator):
+    # The pandas round trip a Pipeline user relies on: feature names stored
+    # from the fit, codes as a DataFrame named by get_feature_names_out, and
+    # columns in another order refused at transform.
+    pd = pytest.importorskip("pandas")
+    from sklearn.base import clone
+
+    rng = np.random.RandomState(0)
+    df = pd.DataFrame(rng.rand(40, 6), columns=[f"px{i}" for i in range(6)])
+    model = clone(estimator).set_output(transform="pandas").fit(df)
+    codes = model.transform(df)
+    assert isinstance(codes, pd.DataFrame)
+    assert list(codes.columns) == list(model.get_feature_names_out())
+    assert list(model.feature_names_in_) == list(df.columns)
+    assert (codes.to_numpy() >= 0).all()
+    with pytest.raises(ValueError, match="feature names"):
+        model.transform(df[df.columns[::-1]])
