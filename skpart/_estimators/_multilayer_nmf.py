@@ -31,16 +31,13 @@ from ._base import (
     to_tensor,
 )
 from ._streaming import (
+    code_solver_max_iter,
     load_online_state,
     open_stream,
     save_online_state,
     tensor_passes,
     validated_chunks,
 )
-
-#: Iteration cap of the codes' solver in online fitting when
-#: ``transform_max_iter`` is None (``max_iter`` then counts passes).
-_ONLINE_CODE_MAX_ITER = 200
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
@@ -408,15 +405,9 @@ default=None
                 stacklevel=4,
             )
 
-    def _code_max_iter(self):
-        """Iteration cap of the codes' solver (``transform_max_iter``)."""
-        if self.transform_max_iter is not None:
-            return self.transform_max_iter
-        return self.max_iter if self.batch_size is None else _ONLINE_CODE_MAX_ITER
-
     def _solve_codes(self, Xt, components):
         """Deepest codes of ``Xt`` with the atoms ``components`` fixed."""
-        max_iter = self._code_max_iter()
+        max_iter = code_solver_max_iter(self)
         codes, n_iter = solve_codes(
             Xt,
             components,
@@ -527,7 +518,7 @@ default=None
         continuing = incremental and hasattr(self, "layers_")
         X, size, first_pass, chunk = open_stream(self, X, reset=not continuing)
         n_samples = X.shape[0]
-        code_max_iter = self._code_max_iter()
+        code_max_iter = code_solver_max_iter(self)
         if continuing:
             device = getattr(self, "_device", None) or self._inference_device()
             states = self._restore_online_states(device)
@@ -707,7 +698,7 @@ default=None
             Xt,
             layers,
             solver=self.solver,
-            max_iter=self._code_max_iter(),
+            max_iter=code_solver_max_iter(self),
             tol=self.tol,
             sparseness_codes=self._sparseness_codes,
         )

@@ -33,6 +33,7 @@ from ._base import (
     to_tensor,
 )
 from ._streaming import (
+    code_solver_max_iter,
     load_online_state,
     open_stream,
     save_online_state,
@@ -47,10 +48,6 @@ class _Shape:
     def __init__(self, shape, dtype):
         self.shape, self.dtype = tuple(shape), dtype
 
-
-#: Iteration cap of the codes' solver in online fitting when
-#: ``transform_max_iter`` is None (``max_iter`` then counts passes).
-_ONLINE_CODE_MAX_ITER = 200
 
 _BETA_LOSS = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -637,7 +634,7 @@ class SparseNMF(PartBase):
         dtype = state.H.dtype
         k, n_features = state.H.shape
         l1_W, l1_H, l2_W, l2_H = self._penalties(1, n_features)
-        code_max_iter = self._code_max_iter()
+        code_max_iter = code_solver_max_iter(self)
 
         batches = tensor_passes(
             self, X, size, first_pass, X0, device=device, dtype=dtype
@@ -789,12 +786,6 @@ class SparseNMF(PartBase):
             return self._streamed_codes(X)
         return self._codes(X, Xt)
 
-    def _code_max_iter(self):
-        """Iteration cap of the codes' solver (``transform_max_iter``)."""
-        if self.transform_max_iter is not None:
-            return self.transform_max_iter
-        return self.max_iter if self.batch_size is None else _ONLINE_CODE_MAX_ITER
-
     def _codes(self, X, Xt):
         """Codes of validated ``X`` (tensor ``Xt``) with the atoms fixed.
 
@@ -803,7 +794,7 @@ class SparseNMF(PartBase):
         """
         H = to_tensor(self.components_, device=Xt.device, dtype=Xt.dtype)
         l1_W, _, l2_W, _ = self._regularization(X)
-        max_iter = self._code_max_iter()
+        max_iter = code_solver_max_iter(self)
         W, _ = solve_codes(
             Xt,
             H,

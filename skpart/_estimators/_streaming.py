@@ -86,6 +86,22 @@ def validated_chunks(estimator, X, size, *, reset):
         release_pages(rows)
 
 
+#: Iteration cap of the codes' solver in online fitting when
+#: ``transform_max_iter`` is None (``max_iter`` then counts passes).
+ONLINE_CODE_MAX_ITER = 200
+
+
+def code_solver_max_iter(estimator):
+    """Iteration cap of the codes' solver of an NMF estimator:
+    ``transform_max_iter``, else ``max_iter`` (full batch) or
+    :data:`ONLINE_CODE_MAX_ITER` (``batch_size`` set)."""
+    if estimator.transform_max_iter is not None:
+        return estimator.transform_max_iter
+    if estimator.batch_size is None:
+        return estimator.max_iter
+    return ONLINE_CODE_MAX_ITER
+
+
 def open_stream(estimator, X, *, reset):
     """Start the online fitting of ``estimator`` on ``X``.
 
