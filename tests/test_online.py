@@ -28,6 +28,18 @@ def _relative_error(model, X):
     return np.linalg.norm(X - model.inverse_transform(codes)) / np.linalg.norm(X)
 
 
+#: Ten passes over the 1 500 training digits of ``digits_split`` in 6
+#: mini-batches each (60 steps), for the online-vs-full-batch comparisons.
+TEN_PASSES = dict(
+    batch_size=250,
+    forget_factor=0.2,
+    max_iter=10,
+    tol=0,
+    transform_max_iter=100,
+    random_state=0,
+)
+
+
 @pytest.fixture(scope="module")
 def digits_split():
     from sklearn.datasets import load_digits
@@ -55,15 +67,7 @@ def memmap_of(tmp_path):
 def test_online_error_close_to_full_batch(digits_split):
     X_train, X_test = digits_split
     full = SparseNMF(16, max_iter=200, random_state=0).fit(X_train)
-    online = SparseNMF(
-        16,
-        batch_size=250,
-        forget_factor=0.2,
-        max_iter=10,
-        tol=0,
-        transform_max_iter=100,
-        random_state=0,
-    ).fit(X_train)
+    online = SparseNMF(16, **TEN_PASSES).fit(X_train)
     full_err = _relative_error(full, X_test)
     assert full_err < 0.3  # not a trivial solution
     assert online.n_iter_ == 10 and online.n_steps_ == 60
@@ -203,15 +207,7 @@ def test_release_pages_keeps_the_data(memmap_of):
 def test_multilayer_online_close_to_sequential_pass(digits_split):
     X_train, X_test = digits_split
     stacked = MultilayerNMF((16, 8), fine_tune_iter=0, random_state=0).fit(X_train)
-    online = MultilayerNMF(
-        (16, 8),
-        batch_size=250,
-        forget_factor=0.2,
-        max_iter=10,
-        tol=0,
-        transform_max_iter=100,
-        random_state=0,
-    ).fit(X_train)
+    online = MultilayerNMF((16, 8), **TEN_PASSES).fit(X_train)
     stacked_err = _relative_error(stacked, X_test)
     assert stacked_err < 0.45  # not a trivial solution
     assert online.n_iter_ == 10 and online.n_iter_layers_ == [10, 10]
