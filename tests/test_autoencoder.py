@@ -21,6 +21,7 @@ from skpart._core._autoencoder import (
     SparseAutoencoder,
     initialize_autoencoder,
     make_optimizer,
+    reconstruction_mse,
     train,
 )
 from skpart._core._device import make_generator
@@ -331,6 +332,31 @@ def test_early_stopping_bookkeeping(X_digits):
     plain = NonnegativeSparseAutoencoder(**SMALL).fit(X_digits)
     assert plain.validation_scores_ is None
     assert plain.best_loss_ == min(plain.loss_curve_)
+
+
+def test_validation_keeps_the_best_parameters(X_digits):
+    X = torch.from_numpy(X_digits)
+    X_train, X_val = X[:250], X[250:]
+    module = _module(X_train)
+    obj = Objective()
+    obj.project(module)
+    history = train(
+        module, make_optimizer(module, "adam", 1.0), obj, X_train,
+        history=History(), max_iter=8, batch_size=32, X_val=X_val,
+        n_iter_no_change=100, generator=make_generator(0),
+    )  # fmt: skip
+    scores = history.validation_scores
+    # Guard: the last epoch is not the best, so the parameters were restored.
+    assert int(np.argmax(scores)) < len(scores) - 1
+    assert -reconstruction_mse(module, X_val) == max(scores)
+
+
+def test_partial_fit_carries_the_best_loss(X_digits):
+    ae = NonnegativeSparseAutoencoder(**SMALL).partial_fit(X_digits)
+    ae.partial_fit(X_digits).partial_fit(1.0 - X_digits)
+    # The inverted digits are harder: the best loss is an earlier call's.
+    assert ae.loss_curve_[-1] > min(ae.loss_curve_)
+    assert ae.best_loss_ == min(ae.loss_curve_)
 
 
 def test_stops_after_n_iter_no_change(X_digits):

@@ -1,5 +1,7 @@
 """Metrics and scorers on hand-computed values, and inside GridSearchCV pipelines."""
 
+import pickle
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -106,6 +108,18 @@ def test_dilation_error_hand_value():
     # A full 3x3 footprint dilates the centre over the whole image.
     full = dilation_error(model, X, (3, 3), footprint=np.ones((3, 3), bool))
     assert full == pytest.approx(np.mean((np.full(9, 2.0) - 2.0) ** 2))
+
+
+def test_dilation_scorer_pickles():
+    # A search with n_jobs > 1 sends its scorers to worker processes.
+    model = FixedModel(np.eye(4)[:2], [[1.0, 0.5]])
+    X = np.array([[1.0, 0.5, 0.0, 0.0]])
+    scorer = make_dilation_scorer((2, 2), footprint=np.ones((2, 2), bool))
+    loaded = pickle.loads(pickle.dumps(scorer))
+    assert loaded.__name__ == "neg_dilation_error"
+    expected = -dilation_error(model, X, (2, 2), footprint=np.ones((2, 2), bool))
+    assert expected < 0  # guard: a real error, not a perfect reconstruction
+    assert loaded(model, X) == scorer(model, X, None) == expected
 
 
 def test_dilation_error_uses_decoder_hook():

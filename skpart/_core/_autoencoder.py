@@ -9,6 +9,7 @@ from torch import nn
 
 from ._device import rand, randn, randperm
 from ._losses import asymmetric_decay, bce_loss, mse_loss, sparsity_penalty
+from ._stopping import NoImprovement
 
 _ACTIVATIONS = {
     "identity": lambda z: z,
@@ -262,16 +263,31 @@ def make_optimizer(module, solver, learning_rate_init, momentum=0.9):
 
 @dataclass
 class History:
-    """Training record carried across :func:`train` calls (``partial_fit``)."""
+    """Training record carried across :func:`train` calls (``partial_fit``).
+
+    ``stopping`` is the ``n_iter_no_change`` rule on the epoch objective or,
+    with a validation set, on the negated validation score: its best value and
+    count of epochs without improvement carry over to the next call.
+    ``best_state`` holds the parameters of the best validation score.
+    """
 
     loss_curve: list = field(default_factory=list)
     validation_scores: list = field(default_factory=list)
-    best_loss: float = math.inf
-    best_validation_score: float = -math.inf
+    stopping: NoImprovement | None = None
     best_state: dict | None = None
-    no_improvement_count: int = 0
     n_iter: int = 0
     converged: bool = False
+
+    def stopping_rule(self, tol, n_iter_no_change):
+        """The carried stopping rule, with this call's ``tol`` and patience.
+
+        ``set_params`` may change both between ``partial_fit`` calls; the best
+        value and the count stay those of the earlier calls.
+        """
+        if self.stopping is None:
+            self.stopping = NoImprovement(tol, n_iter_no_change)
+        self.stopping.tol, self.stopping.patience = tol, n_iter_no_change
+        return self.stopping
 
 
 @torch.no_grad()
@@ -285,25 +301,20 @@ def reconstruction_mse(module, X, batch_size=4096):
 
 
 def _run_epoch(module, optimizer, objective, X, batch_size, perm):
-    """One pass of mini-batch steps; returns on-device sums (loss, rec, act)."""
+    """One pass of mini-batch steps; returns on-device means (loss, rec, act).
+
+    The sums stay on the device, so the epoch does not wait for the host.
+    """
     n = X.shape[0]
     acc = torch.zeros(3, dtype=X.dtype, device=X.device)
-    project = objective.nonnegativity == "projection"
-    constrained = objective.constrained(module)
     for start in range(0, n, batch_size):
-        xb = (
-            X[start : start + batch_size]
-            if perm is None
-            else X[perm[start : start + batch_size]]
-        )
+        batch = slice(start, start + batch_size)
+        xb = X[batch] if perm is None else X[perm[batch]]
         optimizer.zero_grad(set_to_none=True)
         total, rec, H = objective(module, xb)
         total.backward()
         optimizer.step()
-        if project:
-            with torch.no_grad():
-                for w in constrained:
-                    w.clamp_(min=0)
+        objective.project(module)
         with torch.no_grad():
             nb = xb.shape[0]
             acc[0].add_(total.detach(), alpha=nb)
@@ -312,20 +323,32 @@ def _run_epoch(module, optimizer, objective, X, batch_size, perm):
     return acc / n
 
 
-def _run_lbfgs_iteration(module, optimizer, objective, X):
-    """One full-batch L-BFGS iteration; returns (loss, rec, act) at its start."""
-    record = {}
+class _LbfgsClosure:
+    """The closure that L-BFGS calls to evaluate the objective and its gradient.
 
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
-        total, rec, H = objective(module, X)
+    ``first`` holds ``(loss, rec, act)`` of the first evaluation, the one at
+    the iterate where the step starts.
+    """
+
+    def __init__(self, module, optimizer, objective, X):
+        self.module = module
+        self.optimizer = optimizer
+        self.objective = objective
+        self.X = X
+        self.first = None
+
+    def __call__(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        total, rec, H = self.objective(self.module, self.X)
         total.backward()
-        if "total" not in record:
-            record["total"] = total.detach()
-            record["rec"] = rec.detach()
-            record["act"] = H.detach().mean()
+        if self.first is None:
+            self.first = torch.stack([total.detach(), rec.detach(), H.detach().mean()])
         return total
 
+
+def _run_lbfgs_iteration(module, optimizer, objective, X):
+    """One full-batch L-BFGS iteration; returns (loss, rec, act) at its start."""
+    closure = _LbfgsClosure(module, optimizer, objective, X)
     optimizer.step(closure)
     before = [w.detach().clone() for w in objective.constrained(module)]
     objective.project(module)
@@ -336,7 +359,7 @@ def _run_lbfgs_iteration(module, optimizer, objective, X):
         # The projection moved the iterate: the curvature pairs no longer
         # describe the path, so L-BFGS restarts from a gradient step.
         optimizer.state.clear()
-    return torch.stack([record["total"], record["rec"], record["act"]])
+    return closure.first
 
 
 def train(
@@ -378,6 +401,7 @@ def train(
     """
     n = X.shape[0]
     batch_size = max(1, min(batch_size, n))
+    stopping = history.stopping_rule(tol, n_iter_no_change)
     t0 = time.perf_counter()
     for _ in range(1 if incremental else max_iter):
         if solver == "lbfgs":
@@ -396,28 +420,21 @@ def train(
             f"Iteration {history.n_iter}, loss = {loss:.8f}, reconstruction = "
             f"{rec:.8f}, mean activation = {act:.4f}"
         )
-        if X_val is not None:
+        if X_val is None:
+            stop = stopping(loss)
+        else:
             score = -reconstruction_mse(module, X_val)
             history.validation_scores.append(score)
             line += f", validation score = {score:.8f}"
-            if score < history.best_validation_score + tol:
-                history.no_improvement_count += 1
-            else:
-                history.no_improvement_count = 0
-            if score > history.best_validation_score:
-                history.best_validation_score = score
+            # The rule holds the scores negated: this one beats the best so far.
+            if -score < stopping.best:
                 history.best_state = {
                     k: v.detach().clone() for k, v in module.state_dict().items()
                 }
-        else:
-            if loss > history.best_loss - tol:
-                history.no_improvement_count += 1
-            else:
-                history.no_improvement_count = 0
-            history.best_loss = min(history.best_loss, loss)
+            stop = stopping(-score)
         if verbose:
             print(f"{line}, time = {time.perf_counter() - t0:.2f}s", flush=True)
-        if history.no_improvement_count > n_iter_no_change:
+        if stop:
             history.converged = True
             if verbose:
                 what = "Validation score" if X_val is not None else "Training loss"

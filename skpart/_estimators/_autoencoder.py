@@ -448,23 +448,69 @@ class NonnegativeSparseAutoencoder(PartBase):
                 )
         return module
 
-    def _store(self, module):
-        for pname, attr in _PARAMS.items():
-            setattr(self, attr, to_numpy(getattr(module, pname)))
-        self.n_components_ = self.components_.shape[0]
-
     def _fit(self, X, *, incremental):
-        first_call = not hasattr(self, "components_")
-        continuing = incremental and not first_call and hasattr(self, "_module")
+        """``fit``, or one epoch of ``partial_fit`` when ``incremental``."""
         if incremental and self.early_stopping:
             raise ValueError(
                 f"{type(self).__name__}.partial_fit does not support "
                 "early_stopping=True; use fit."
             )
-        reset = first_call or not (incremental or self.warm_start)
+        first_call = not hasattr(self, "components_")
+        # A partial_fit after a fit or partial_fit of this session keeps the
+        # module, the optimiser state, the training record and the generator.
+        continuing = incremental and not first_call and hasattr(self, "_module")
+        # partial_fit and warm_start start from the fitted weights.
+        resume = not first_call and (incremental or self.warm_start)
+        Xt, device, generator = self._training_data(
+            X, reset=not resume, continuing=continuing
+        )
+        objective = self._objective()
+        if continuing:
+            module, optimizer, history = self._module, self._optimizer, self._history
+        else:
+            module = self._starting_module(
+                Xt, device, generator, objective, resume=resume
+            )
+            optimizer = make_optimizer(
+                module, self.solver, self.learning_rate_init, self.momentum
+            )
+            history = self._starting_history(incremental=incremental, resume=resume)
+        X_train, X_val = self._validation_split(Xt, generator)
+        self._train(
+            module,
+            optimizer,
+            objective,
+            X_train,
+            X_val=X_val,
+            history=history,
+            generator=generator,
+            incremental=incremental,
+        )
+        self._module, self._optimizer, self._history = module, optimizer, history
+        self._store(module, history)
+        self.reconstruction_err_ = reconstruction_mse(module, Xt)
+        if not incremental and not history.converged:
+            warnings.warn(
+                f"{type(self).__name__}: maximum number of epochs {self.max_iter} "
+                "reached and the optimisation has not converged yet. Increase "
+                "max_iter to improve convergence.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def _training_data(self, X, *, reset, continuing):
+        """Validate ``X``; return it as a training tensor, with the device and
+        the generator of the fit.
+
+        A ``numpy.memmap`` is validated chunk by chunk and wrapped in
+        :class:`MemmapRows`, which reads the rows of each mini-batch when it is
+        drawn, so the data is never loaded whole; except with L-BFGS, which is
+        full-batch. ``continuing`` keeps the device, dtype and generator of the
+        session's module; otherwise they are resolved afresh.
+        """
         streamed = isinstance(X, np.memmap) and streamable(X) and self.solver != "lbfgs"
         if streamed:
-            # Validated chunk by chunk, read back in mini-batches: never whole.
             X_dtype, mean, *bounds = scan_memmap(self, X, reset=reset)
             self._check_params_vs_input(X, bounds)
         else:
@@ -472,72 +518,76 @@ class NonnegativeSparseAutoencoder(PartBase):
             self._check_params_vs_input(X)
             X_dtype = X.dtype
         if continuing:
-            device, generator, module = self._device, self._generator, self._module
-            dtype = module.decoder_weight.dtype
+            device, generator = self._device, self._generator
+            dtype = self._module.decoder_weight.dtype
         else:
             device, generator = self._fit_setup()
             dtype = resolve_dtype(X_dtype)
-        if streamed:
-            Xt = MemmapRows(
-                X,
-                dtype=np.float32 if dtype == torch.float32 else np.float64,
-                device=device,
-                mean=torch.from_numpy(mean).to(device=device, dtype=dtype),
-            )
-        else:
-            Xt = to_tensor(X, device=device, dtype=dtype)
-        objective = self._objective()
+        if not streamed:
+            return to_tensor(X, device=device, dtype=dtype), device, generator
+        Xt = MemmapRows(
+            X,
+            dtype=np.float32 if dtype == torch.float32 else np.float64,
+            device=device,
+            mean=torch.from_numpy(mean).to(device=device, dtype=dtype),
+        )
+        return Xt, device, generator
 
-        if continuing:
-            optimizer = self._optimizer
-        else:
-            if (self.warm_start or incremental) and not first_call:
-                module = self._module_from_attributes(device, dtype)
-            else:
-                module = self._build_module(X.shape[1], dtype, device)
-                X_init = Xt
-                if streamed and self.weight_init in ("nmf", "nmf_identity"):
-                    X_init = Xt.head(_STREAMED_NMF_INIT_ROWS)
-                initialize_autoencoder(
-                    module, X_init, self.weight_init, generator=generator
-                )
-                objective.project(module)
-            optimizer = make_optimizer(
-                module, self.solver, self.learning_rate_init, self.momentum
-            )
-        if continuing:
-            history = self._history
-        elif not first_call and (incremental or self.warm_start):
-            # Continue the record; a warm-started fit counts its own epochs.
-            history = History(
-                loss_curve=list(self.loss_curve_),
-                n_iter=self.n_iter_ if incremental else 0,
-            )
-        else:
-            history = History()
+    def _starting_module(self, Xt, device, generator, objective, *, resume):
+        """The module training starts from: the fitted weights when resuming,
+        else a new module initialised by ``weight_init`` on ``Xt``.
 
-        X_val = None
-        X_train = Xt
-        if self.early_stopping:
-            n_val = int(round(self.validation_fraction * Xt.shape[0]))
-            if n_val < 2 or Xt.shape[0] - n_val < 1:
-                raise ValueError(
-                    f"The validation set of {type(self).__name__} is too small "
-                    f"({n_val} samples). Increase validation_fraction or the "
-                    "number of samples."
-                )
-            perm = randperm(Xt.shape[0], generator, device=device)
-            if streamed:
-                X_val, X_train = Xt.subset(perm[:n_val]), Xt.subset(perm[n_val:])
-            else:
-                X_val, X_train = Xt[perm[:n_val]], Xt[perm[n_val:]]
+        The NMF initialisations of streamed data factorise its first rows only.
+        """
+        if resume:
+            return self._module_from_attributes(device, Xt.dtype)
+        module = self._build_module(Xt.shape[1], Xt.dtype, device)
+        X_init = Xt
+        if isinstance(Xt, MemmapRows) and self.weight_init in ("nmf", "nmf_identity"):
+            X_init = Xt.head(_STREAMED_NMF_INIT_ROWS)
+        initialize_autoencoder(module, X_init, self.weight_init, generator=generator)
+        objective.project(module)
+        return module
 
+    def _starting_history(self, *, incremental, resume):
+        """The training record: empty, or continuing the stored loss curve when
+        resuming (a warm-started fit counts its own epochs)."""
+        if not resume:
+            return History()
+        return History(
+            loss_curve=list(self.loss_curve_),
+            n_iter=self.n_iter_ if incremental else 0,
+        )
+
+    def _validation_split(self, Xt, generator):
+        """``(X_train, X_val)``: with ``early_stopping``, a random
+        ``validation_fraction`` of the rows is held out; else ``X_val`` is None.
+        """
+        if not self.early_stopping:
+            return Xt, None
+        n_val = int(round(self.validation_fraction * Xt.shape[0]))
+        if n_val < 2 or Xt.shape[0] - n_val < 1:
+            raise ValueError(
+                f"The validation set of {type(self).__name__} is too small "
+                f"({n_val} samples). Increase validation_fraction or the "
+                "number of samples."
+            )
+        perm = randperm(Xt.shape[0], generator, device=Xt.device)
+        if isinstance(Xt, MemmapRows):
+            return Xt.subset(perm[n_val:]), Xt.subset(perm[:n_val])
+        return Xt[perm[n_val:]], Xt[perm[:n_val]]
+
+    def _train(
+        self, module, optimizer, objective, X, *, X_val, history, generator, incremental
+    ):
+        """Run :func:`train` with the estimator's settings; a diverged
+        objective is reported as ``ValueError``."""
         try:
             train(
                 module,
                 optimizer,
                 objective,
-                X_train,
+                X,
                 history=history,
                 max_iter=self.max_iter,
                 batch_size=self.batch_size,
@@ -556,28 +606,23 @@ class NonnegativeSparseAutoencoder(PartBase):
                 "learning_rate_init or the penalty weights."
             ) from exc
 
-        self._module, self._optimizer, self._history = module, optimizer, history
-        self._store(module)
+    def _store(self, module, history):
+        """Store the trained weights and the training record as attributes."""
+        for pname, attr in _PARAMS.items():
+            setattr(self, attr, to_numpy(getattr(module, pname)))
+        self.n_components_ = self.components_.shape[0]
         self.loss_curve_ = list(history.loss_curve)
         self.n_iter_ = history.n_iter
+        best = history.stopping.best
         if self.early_stopping:
             self.validation_scores_ = list(history.validation_scores)
-            self.best_validation_score_ = history.best_validation_score
+            # The rule saw the scores negated.
+            self.best_validation_score_ = -best
             self.best_loss_ = None
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-            self.best_loss_ = history.best_loss
-        self.reconstruction_err_ = reconstruction_mse(module, Xt)
-        if not incremental and not history.converged:
-            warnings.warn(
-                f"{type(self).__name__}: maximum number of epochs {self.max_iter} "
-                "reached and the optimisation has not converged yet. Increase "
-                "max_iter to improve convergence.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        return self
+            self.best_loss_ = best
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

@@ -49,6 +49,14 @@ def _dense(X):
     return np.asarray(X, dtype=np.float64)
 
 
+def _dilate(rows, image_shape, footprint):
+    """Grey dilation of each row seen as an image of ``image_shape``, flattened."""
+    images = _dense(rows).reshape(-1, *image_shape)
+    # A leading axis of length 1 in the footprint dilates every image on its own.
+    dilated = ndimage.grey_dilation(images, footprint=footprint[None])
+    return dilated.reshape(len(images), -1)
+
+
 def _decode(model, codes, components):
     decode = getattr(model, "_decode", None)
     if decode is not None:
@@ -151,14 +159,7 @@ def dilation_error(estimator, X, image_shape, footprint=None):
         raise ValueError(
             f"footprint has {footprint.ndim} dimensions, images have {len(image_shape)}"
         )
-    # A leading axis of length 1 dilates every image on its own.
-    fp = footprint[None]
-
-    def dilate(rows):
-        images = _dense(rows).reshape(-1, *image_shape)
-        return ndimage.grey_dilation(images, footprint=fp).reshape(len(images), -1)
-
     codes = model.transform(X)
-    atoms = dilate(model.components_)
+    atoms = _dilate(model.components_, image_shape, footprint)
     X_hat = _dense(_decode(model, np.asarray(codes, dtype=np.float64), atoms))
-    return float(np.mean((dilate(X) - X_hat) ** 2))
+    return float(np.mean((_dilate(X, image_shape, footprint) - X_hat) ** 2))

@@ -1,5 +1,7 @@
 """Scorers (greater is better) for model selection over part-based models."""
 
+from functools import partial
+
 import numpy as np
 
 from ._reconstruction import dilation_error, reconstruction_error, split_part_model
@@ -64,6 +66,11 @@ def reconstruction_scorer(estimator, X, y=None):
     return -reconstruction_error(estimator, X)
 
 
+def _neg_dilation_error(estimator, X, y=None, *, image_shape, footprint):
+    """Negative :func:`~skpart.metrics.dilation_error` (greater is better)."""
+    return -dilation_error(estimator, X, image_shape, footprint=footprint)
+
+
 def make_dilation_scorer(image_shape, footprint=None):
     """Make a scorer of the negative :func:`~skpart.metrics.dilation_error`.
 
@@ -77,7 +84,8 @@ def make_dilation_scorer(image_shape, footprint=None):
     Returns
     -------
     callable
-        ``scorer(estimator, X, y=None) -> float``, greater is better.
+        ``scorer(estimator, X, y=None) -> float``, greater is better; it
+        pickles, so a search can send it to worker processes.
 
     Examples
     --------
@@ -86,8 +94,6 @@ def make_dilation_scorer(image_shape, footprint=None):
     >>> scorer.__name__
     'neg_dilation_error'
     """
-
-    def neg_dilation_error(estimator, X, y=None):
-        return -dilation_error(estimator, X, image_shape, footprint=footprint)
-
-    return neg_dilation_error
+    scorer = partial(_neg_dilation_error, image_shape=image_shape, footprint=footprint)
+    scorer.__name__ = "neg_dilation_error"
+    return scorer
