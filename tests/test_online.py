@@ -241,6 +241,29 @@ def test_multilayer_partial_fit_keeps_sparseness_exactly(digits_split):
         np.testing.assert_allclose(_hoyer_rows(codes), 0.4, atol=1e-4)
 
 
+def test_one_layer_multilayer_streams_as_sparse_nmf(digits_split):
+    # Both estimators run the same online fit; with one layer, MultilayerNMF's
+    # step is SparseNMF's step (same start, statistics, codes and atoms).
+    X = digits_split[0][:600]
+    kw = dict(
+        batch_size=150,
+        max_iter=2,
+        tol=0,
+        transform_max_iter=50,
+        sparseness_components=0.5,
+        sparseness_codes=0.4,
+        random_state=0,
+    )
+    single = SparseNMF(8, **kw).fit(X)
+    stacked = MultilayerNMF(8, **kw).fit(X)
+    assert single.n_steps_ == stacked.n_steps_ == 8
+    np.testing.assert_array_equal(stacked.components_, single.components_)
+    single.partial_fit(X[:300])
+    stacked.partial_fit(X[:300])
+    np.testing.assert_array_equal(stacked.components_, single.components_)
+    np.testing.assert_array_equal(stacked.transform(X), single.transform(X))
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_multilayer_memmap_same_result_as_array(digits_split, memmap_of):
     X = digits_split[0].astype(np.float32)

@@ -31,6 +31,20 @@ RANDOM_STATE_DOC = """random_state : int, RandomState instance or None, default=
         touched). Pass an int for results that are identical from run to run on
         the CPU."""
 
+
+def insert_shared_doc(cls):
+    """Class decorator: put :data:`DEVICE_DOC` and :data:`RANDOM_STATE_DOC` in
+    place of ``{device}`` and ``{random_state}`` in the docstring of ``cls``.
+
+    Under ``python -OO`` there is no docstring, and nothing to do.
+    """
+    if cls.__doc__:
+        cls.__doc__ = cls.__doc__.replace("{device}", DEVICE_DOC).replace(
+            "{random_state}", RANDOM_STATE_DOC
+        )
+    return cls
+
+
 #: Constraint on ``device`` for ``_parameter_constraints``: the three names,
 #: "cuda:N" for a given GPU (hidden from error messages), or a torch.device.
 DEVICE_CONSTRAINT = [

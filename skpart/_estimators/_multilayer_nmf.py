@@ -1,48 +1,28 @@
 """The MultilayerNMF estimator: stacked NMF layers with joint fine-tuning."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 
 from .._core._init import initialize_nmf
 from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
 from .._core._nmf import beta_divergence, solve_codes
-from .._core._online import (
-    OnlineNMF,
-    error_from_cost,
-    forget_rate,
-    multilayer_step,
-    run_passes,
-)
-from ..utils._sklearn_compat import (
-    Interval,
-    StrOptions,
-    _fit_context,
-    check_is_fitted,
-)
-from ._base import (
-    DEVICE_DOC,
-    RANDOM_STATE_DOC,
-    PartBase,
-    to_numpy,
-    to_tensor,
-)
-from ._streaming import (
+from .._core._online import OnlineNMF, multilayer_step
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ._base import insert_shared_doc, to_numpy, to_tensor
+from ._nmf_base import (
+    NMFBase,
     code_solver_max_iter,
-    load_online_state,
-    open_stream,
+    resolve_init,
     save_online_state,
-    tensor_passes,
-    validated_chunks,
 )
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
 
-class MultilayerNMF(PartBase):
+@insert_shared_doc
+class MultilayerNMF(NMFBase):
     """Multilayer non-negative matrix factorisation with joint fine-tuning.
 
     A stack of non-negative factorisations ``X ~ W_L H_L ... H_2 H_1``. Layer 1
@@ -268,9 +248,8 @@ default=None
     ((2, 8), 6)
     """
 
-    __doc__ = __doc__.replace("{device}", DEVICE_DOC).replace(
-        "{random_state}", RANDOM_STATE_DOC
-    )
+    #: The convergence warning of the online passes names them and max_iter.
+    _online_max_iter_warning = {"where": "in the online passes", "param": "max_iter"}
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left"), list, tuple],
@@ -359,18 +338,16 @@ default=None
         self._sparseness_codes = self._per_layer("sparseness_codes")
         self._inits = []
         for idx, k in enumerate(ranks):
-            n_in = n_features if idx == 0 else ranks[idx - 1]
-            init = self.init
-            if init is None:
-                init = "nndsvda" if k <= min(n_samples, n_in) else "random"
-            elif init != "random" and k > min(n_samples, n_in):
-                raise ValueError(
-                    f"init={init!r} can only be used when every layer has "
-                    f"n_components <= min(n_samples, n_inputs); layer {idx + 1} has "
-                    f"{k} components for n_samples={n_samples}, n_inputs={n_in}. "
-                    "Use init='random' or init=None."
-                )
-            self._inits.append(init)
+            n_inputs = n_features if idx == 0 else ranks[idx - 1]
+            error = (
+                f"init={self.init!r} can only be used when every layer has "
+                f"n_components <= min(n_samples, n_inputs); layer {idx + 1} has "
+                f"{k} components for n_samples={n_samples}, n_inputs={n_inputs}. "
+                "Use init='random' or init=None."
+            )
+            self._inits.append(
+                resolve_init(self.init, k, n_samples, n_inputs, error=error)
+            )
 
     def _per_layer(self, param):
         """One sparseness value (or ``None``) per layer for ``param``."""
@@ -396,15 +373,6 @@ default=None
             out.append(None if v is None else float(v))
         return out
 
-    def _warn_max_iter(self, n_iter, cap, what, param):
-        if self.tol > 0 and cap > 0 and n_iter >= cap:
-            warnings.warn(
-                f"Maximum number of iterations {cap} reached {what}. Increase "
-                f"{param} to improve convergence.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-
     def _solve_codes(self, Xt, components):
         """Deepest codes of ``Xt`` with the atoms ``components`` fixed."""
         max_iter = code_solver_max_iter(self)
@@ -417,7 +385,7 @@ default=None
             sparseness_W=self._sparseness_codes[-1],
         )
         self._warn_max_iter(
-            n_iter, max_iter, "in the code solver", "transform_max_iter"
+            n_iter, max_iter, where="in the code solver", param="transform_max_iter"
         )
         return codes
 
@@ -480,7 +448,7 @@ default=None
         )
         for idx, n_iter in enumerate(n_iter_layers):
             self._warn_max_iter(
-                n_iter, self.max_iter, f"in layer {idx + 1}", "max_iter"
+                n_iter, self.max_iter, where=f"in layer {idx + 1}", param="max_iter"
             )
         W, layers, loss_curve, n_iter = fine_tune(
             Xt,
@@ -493,7 +461,10 @@ default=None
             verbose=self.verbose,
         )
         self._warn_max_iter(
-            n_iter, self.fine_tune_iter, "in the fine-tuning", "fine_tune_iter"
+            n_iter,
+            self.fine_tune_iter,
+            where="in the fine-tuning",
+            param="fine_tune_iter",
         )
         components = effective_atoms(layers)[-1]
         codes = self._solve_codes(Xt, components)
@@ -510,93 +481,60 @@ default=None
         self._online_state = None
         return to_numpy(codes)
 
-    # -- online fitting -----------------------------------------------------------
-    def _fit_online(self, X, *, incremental):
-        """Stream ``X`` in mini-batches, every layer learning online:
-        ``max_iter`` passes at most from a fresh start (``fit``), or one pass
-        continuing the statistics (``partial_fit``)."""
-        continuing = incremental and hasattr(self, "layers_")
-        X, size, first_pass, chunk = open_stream(self, X, reset=not continuing)
-        n_samples = X.shape[0]
-        code_max_iter = code_solver_max_iter(self)
-        if continuing:
-            device = getattr(self, "_device", None) or self._inference_device()
-            states = self._restore_online_states(device)
-            X0 = to_tensor(chunk, device=device, dtype=states[0].H.dtype)
-        else:
-            self._check_params(*chunk.shape)
-            device, generator = self._fit_setup()
-            X0 = to_tensor(chunk, device=device)
-            states, data = [], X0
-            for idx, k in enumerate(self._ranks):
-                _, H = initialize_nmf(data, k, self._inits[idx], generator=generator)
-                states.append(OnlineNMF.start(H, self._sparseness_components[idx]))
-                if idx + 1 < len(self._ranks):
-                    data, _ = solve_codes(
-                        data,
-                        states[-1].H,
-                        solver=self.solver,
-                        max_iter=code_max_iter,
-                        tol=self.tol,
-                        sparseness_W=self._sparseness_codes[idx],
-                    )
-            self.n_steps_ = 0
-        dtype = states[0].H.dtype
+    # -- online fitting: the hooks of NMFBase._fit_online ------------------------
+    def _check_online_params(self, chunk):
+        """Resolve the parameters on the first mini-batch."""
+        self._check_params(*chunk.shape)
 
-        batches = tensor_passes(
-            self, X, size, first_pass, X0, device=device, dtype=dtype
+    def _start_online_states(self, chunk, first_batch, n_samples):
+        """One online state per layer, layer by layer from the first
+        mini-batch: the atoms of the layer's ``init`` on its input, then the
+        layer's codes as the next layer's input."""
+        states, data = [], first_batch
+        for idx, k in enumerate(self._ranks):
+            _, H = initialize_nmf(data, k, self._inits[idx], generator=self._generator)
+            states.append(OnlineNMF.start(H, self._sparseness_components[idx]))
+            if idx + 1 < len(self._ranks):
+                data, _ = solve_codes(
+                    data,
+                    states[-1].H,
+                    solver=self.solver,
+                    max_iter=code_solver_max_iter(self),
+                    tol=self.tol,
+                    sparseness_W=self._sparseness_codes[idx],
+                )
+        return states
+
+    def _online_step(self, states, batch, *, rho):
+        """:func:`~skpart._core._online.multilayer_step` on every layer."""
+        _, cost, change, stack_cost = multilayer_step(
+            states,
+            batch,
+            rho=rho,
+            solver=self.solver,
+            code_max_iter=code_solver_max_iter(self),
+            tol=self.tol,
+            sparseness_codes=self._sparseness_codes,
+            sparseness_components=self._sparseness_components,
         )
+        return cost, change, stack_cost
 
-        def step(Xb):
-            _, cost, change, stack_cost = multilayer_step(
-                states,
-                Xb,
-                rho=forget_rate(self.forget_factor, Xb.shape[0], n_samples),
-                solver=self.solver,
-                code_max_iter=code_max_iter,
-                tol=self.tol,
-                sparseness_codes=self._sparseness_codes,
-                sparseness_components=self._sparseness_components,
-            )
-            return cost, change, stack_cost
+    def _fitted_online_model(self):
+        """The atoms ``layers_`` of every layer's state and their statistics."""
+        saved = getattr(self, "_online_state", None)
+        if saved is None:
+            saved = [None] * len(self.layers_)
+        return self.layers_, saved
 
-        n_iter, n_steps, stopped, recent, recent_n = run_passes(
-            batches,
-            step,
-            n_samples=n_samples,
-            max_iter=1 if incremental else self.max_iter,
-            tol=0 if incremental else self.tol,
-            verbose=self.verbose,
-        )
-        if not incremental and not stopped:
-            self._warn_max_iter(
-                n_iter, self.max_iter, "in the online passes", "max_iter"
-            )
+    def _set_online_model(self, states, *, incremental):
         layers = [state.H for state in states]
         self.layers_ = [to_numpy(H) for H in layers]
         self.components_ = to_numpy(effective_atoms(layers)[-1])
         self.n_components_ = self._ranks[-1]
-        self.n_steps_ += n_steps
         if not incremental:
-            self.n_iter_ = n_iter
-            self.n_iter_layers_ = [n_iter] * len(layers)
-            self.reconstruction_err_ = error_from_cost(
-                recent * n_samples / max(recent_n, 1)
-            )
+            self.n_iter_layers_ = [self.n_iter_] * len(layers)
             self.loss_curve_ = [0.5 * self.reconstruction_err_**2]
         self._online_state = [save_online_state(state) for state in states]
-
-    def _restore_online_states(self, device):
-        """Every layer's online statistics as tensors (empty ones after a
-        full-batch fit: the atoms are ``layers_``)."""
-        saved = getattr(self, "_online_state", None)
-        if saved is None:
-            if not hasattr(self, "n_steps_"):
-                self.n_steps_ = 0
-            saved = [None] * len(self.layers_)
-        return [
-            load_online_state(H, entry, device) for H, entry in zip(self.layers_, saved)
-        ]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -624,17 +562,6 @@ default=None
         return self
 
     # -- inference ----------------------------------------------------------------
-    def _inference_input(self, X):
-        """Validate ``X`` and return it as a tensor with the fitted layers."""
-        check_is_fitted(self)
-        X = self._validate_X(X, reset=False)
-        device = self._inference_device()
-        Xt = to_tensor(X, device=device)
-        layers = [
-            torch.from_numpy(H).to(device=device, dtype=Xt.dtype) for H in self.layers_
-        ]
-        return Xt, layers
-
     def transform(self, X):
         """Codes of the last layer for ``X``, with every ``H_l`` fixed.
 
@@ -651,18 +578,10 @@ default=None
         W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
-        if self.batch_size is not None:
-            check_is_fitted(self)
-            return np.concatenate([self._transform(chunk) for chunk in self._chunks(X)])
-        return self._transform(X)
+        return np.concatenate(self._encode_in_batches(self._last_codes, X))
 
-    def _chunks(self, X):
-        """Validated mini-batches of ``X`` (streamed transforms)."""
-        for _, chunk in validated_chunks(self, X, self.batch_size, reset=False):
-            yield chunk
-
-    def _transform(self, X):
-        Xt, _ = self._inference_input(X)
+    def _last_codes(self, X, Xt):
+        """Codes of the last layer of validated ``X`` (tensor ``Xt``)."""
         components = torch.from_numpy(self.components_).to(
             device=Xt.device, dtype=Xt.dtype
         )
@@ -686,14 +605,15 @@ default=None
             ``codes[l]`` has shape ``(n_samples, k_(l+1))``, first layer
             first.
         """
-        if self.batch_size is not None:
-            check_is_fitted(self)
-            parts = [self._transform_layers(chunk) for chunk in self._chunks(X)]
-            return [np.concatenate(depth) for depth in zip(*parts)]
-        return self._transform_layers(X)
+        parts = self._encode_in_batches(self._every_layer_codes, X)
+        return [np.concatenate(depth) for depth in zip(*parts)]
 
-    def _transform_layers(self, X):
-        Xt, layers = self._inference_input(X)
+    def _every_layer_codes(self, X, Xt):
+        """Codes of every layer of validated ``X`` (tensor ``Xt``)."""
+        layers = [
+            torch.from_numpy(H).to(device=Xt.device, dtype=Xt.dtype)
+            for H in self.layers_
+        ]
         codes = layer_codes(
             Xt,
             layers,

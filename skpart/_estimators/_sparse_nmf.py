@@ -5,49 +5,21 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_non_negative
 
 from .._core._device import randperm
 from .._core._init import initialize_nmf
 from .._core._nmf import beta_divergence, fit_nmf, solve_codes
-from .._core._online import (
-    OnlineNMF,
-    error_from_cost,
-    forget_rate,
-    minibatch_step,
-    run_passes,
-)
-from ..utils._sklearn_compat import (
-    Interval,
-    StrOptions,
-    _fit_context,
-    check_is_fitted,
-)
-from ._base import (
-    DEVICE_DOC,
-    RANDOM_STATE_DOC,
-    PartBase,
-    to_numpy,
-    to_tensor,
-)
-from ._streaming import (
+from .._core._online import OnlineNMF, minibatch_step
+from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ._base import insert_shared_doc, to_numpy, to_tensor
+from ._nmf_base import (
+    NMFBase,
     code_solver_max_iter,
-    load_online_state,
-    open_stream,
+    resolve_init,
     save_online_state,
-    tensor_passes,
-    validated_chunks,
 )
-
-
-class _Shape:
-    """Shape and dtype of data not loaded (what ``SparseNMF._start`` reads)."""
-
-    def __init__(self, shape, dtype):
-        self.shape, self.dtype = tuple(shape), dtype
-
 
 _BETA_LOSS = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -67,7 +39,8 @@ def _check_init(A, shape, whom):
     return A
 
 
-class SparseNMF(PartBase):
+@insert_shared_doc
+class SparseNMF(NMFBase):
     """Non-negative matrix factorisation with Hoyer's sparseness constraints.
 
     A drop-in replacement for :class:`sklearn.decomposition.NMF` (same
@@ -223,8 +196,7 @@ class SparseNMF(PartBase):
         the past; values below 1 forget the codes computed with early atoms.
         The statistics average over about ``n_samples / ln(1 / forget_factor)``
         recent samples: for one or two passes over a large dataset a much
-        smaller value learns faster (``1e-6`` in
-        ``benchmarks/bench_online.py``).
+        smaller value (such as ``1e-6``) forgets the first, poor atoms sooner.
 
     {device}
 
@@ -275,11 +247,10 @@ class SparseNMF(PartBase):
     projected-gradient violation below `tol` times its first value) and the
     error has settled as for 'mu' (it fell by less than `tol` times the
     initial error over the last 10 iterations): the extrapolation shrinks the
-    violation long before the error settles. Both
-    factors are also extrapolated along their last change, with restarts when
-    the objective increases (Ang and Gillis, 2019), and the best pair met is
-    kept: 'cd' is usually ahead of scikit-learn's after the same number of
-    iterations (same fixed points, not the same iterates). 'mu' is
+    violation long before the error settles. Both factors are also
+    extrapolated along their last change, with restarts when the objective
+    increases (Ang and Gillis, 2019), and the best pair met is kept, so 'cd'
+    reaches scikit-learn's fixed points by other iterates. 'mu' is
     scikit-learn's multiplicative update for every beta loss, with the
     products formed one row block at a time. Convergence is tested every 10
     iterations (scikit-learn tests 'cd' every iteration), so `n_iter_` is a
@@ -295,12 +266,11 @@ class SparseNMF(PartBase):
     per sample; the atoms' gradient is scaled atom by atom by its curvature
     (a step of 1 is the HALS target of every atom, projected). With 'cd' the
     constrained factor takes a few steps per iteration inside the
-    extrapolated HALS loop. A projected HALS step was not chosen: projecting
-    after a coordinate sweep is not a descent step onto the constraint set
-    and has no convergence guarantee, while the projected gradient never
-    increases the objective. The constraints are hard: every row has the
-    target sparseness to rounding after `fit`, `fit_transform` and
-    `transform`. See the user guide for the benchmarks.
+    extrapolated HALS loop. The projected gradient is used because it never
+    increases the objective; a HALS sweep followed by a projection is not a
+    descent step onto the constraint set. The constraints are hard: every
+    row has the target sparseness to rounding after `fit`, `fit_transform`
+    and `transform`.
 
     Codes. `transform` solves for the codes with the atoms fixed, one sample
     at a time in effect: each sample has its own stopping test, so
@@ -375,10 +345,6 @@ class SparseNMF(PartBase):
     >>> online.components_.shape, online.n_steps_
     ((4, 10), 15)
     """
-
-    __doc__ = __doc__.replace("{device}", DEVICE_DOC).replace(
-        "{random_state}", RANDOM_STATE_DOC
-    )
 
     _parameter_constraints: dict = {
         "n_components": [
@@ -511,20 +477,22 @@ class SparseNMF(PartBase):
             n_samples * alpha_H * (1.0 - self.l1_ratio),
         )
 
-    def _start(self, X, Xt, W, H):
-        """Starting factors as tensors (custom ones checked, others computed).
+    def _initial_factors(self, shape, dtype, Xt, W, H):
+        """Starting factors ``(W, H)`` as tensors: the custom ones checked,
+        the others computed by ``init`` from the tensor ``Xt``.
 
-        ``X`` only gives the shape and dtype (the full data's, for custom
-        factors); the computed starts are drawn from the tensor ``Xt``.
+        ``shape`` and ``dtype`` describe the data: all of it (which custom
+        factors must match), or for computed factors the rows of ``Xt``
+        (in online fitting, the first mini-batch).
         """
-        n_samples, n_features = X.shape
+        n_samples, n_features = shape
         name = type(self).__name__
         if self.init == "custom":
             H = _check_init(H, (self._n_components, n_features), f"{name} (input H)")
             W = _check_init(W, (n_samples, self._n_components), f"{name} (input W)")
             if self._n_components == "auto":
                 self._n_components = H.shape[0]
-            if H.dtype != X.dtype or W.dtype != X.dtype:
+            if H.dtype != dtype or W.dtype != dtype:
                 raise TypeError(
                     "H and W should have the same dtype as X. Got "
                     f"H.dtype = {H.dtype} and W.dtype = {W.dtype}."
@@ -544,28 +512,24 @@ class SparseNMF(PartBase):
             )
         if self._n_components == "auto":
             self._n_components = n_features
-        init = self.init
-        if init is None:
-            small = self._n_components <= min(n_samples, n_features)
-            init = "nndsvda" if small else "random"
-        elif init != "random" and self._n_components > min(n_samples, n_features):
-            raise ValueError(
-                f"init = '{init}' can only be used when "
-                "n_components <= min(n_samples, n_features)"
-            )
+        error = (
+            f"init = '{self.init}' can only be used when "
+            "n_components <= min(n_samples, n_features)"
+        )
+        init = resolve_init(
+            self.init, self._n_components, n_samples, n_features, error=error
+        )
         return initialize_nmf(Xt, self._n_components, init, generator=self._generator)
 
     # -- fitting -------------------------------------------------------------
-    def _fit(self, X, W, H):
-        """Validate, initialise and fit; returns the data tensor."""
-        if self.batch_size is not None:
-            self._fit_online(X, W, H, incremental=False)
-            return X, None
+    def _fit_full_batch(self, X, W, H):
+        """Validate, initialise and fit on all of ``X`` at once; returns
+        ``X`` validated and its tensor."""
         X = self._validate_X(X, reset=True)
         self._check_params(X)
         device, _ = self._fit_setup()
         Xt = to_tensor(X, device=device)
-        W0, H0 = self._start(X, Xt, W, H)
+        W0, H0 = self._initial_factors(X.shape, X.dtype, Xt, W, H)
         l1_W, l1_H, l2_W, l2_H = self._regularization(X)
         W, H, n_iter = fit_nmf(
             Xt,
@@ -585,13 +549,7 @@ class SparseNMF(PartBase):
             generator=self._generator,
             verbose=self.verbose,
         )
-        if n_iter == self.max_iter and self.tol > 0:
-            warnings.warn(
-                f"Maximum number of iterations {self.max_iter} reached. Increase "
-                "it to improve convergence.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
+        self._warn_max_iter(n_iter, self.max_iter)
         self.reconstruction_err_ = float(
             beta_divergence(Xt, W, H, self._beta_loss, square_root=True)
         )
@@ -601,99 +559,69 @@ class SparseNMF(PartBase):
         self._online_state = None
         return X, Xt
 
-    # -- online fitting ------------------------------------------------------
-    def _fit_online(self, X, W, H, *, incremental):
-        """Stream ``X`` in mini-batches: ``max_iter`` passes at most from a
-        fresh start (``fit``), or one pass continuing the statistics
-        (``partial_fit``)."""
-        name = type(self).__name__
-        continuing = incremental and hasattr(self, "components_")
-        X, size, first_pass, chunk = open_stream(self, X, reset=not continuing)
-        n_samples = X.shape[0]
-        if continuing:
-            device = getattr(self, "_device", None) or self._inference_device()
-            if getattr(self, "_generator", None) is None:
-                self._fit_setup()
-            generator = self._generator
-            state = self._restore_online_state(device)
-            X0 = to_tensor(chunk, device=device, dtype=state.H.dtype)
+    # -- online fitting: the hooks of NMFBase._fit_online --------------------
+    def _check_online_params(self, chunk):
+        """Resolve the parameters on the first mini-batch; only the Frobenius
+        loss is streamed."""
+        self._check_params(chunk)
+        if self._beta_loss != 2:
+            raise ValueError(
+                f"{type(self).__name__} streams only the Frobenius loss: "
+                "batch_size and partial_fit need beta_loss='frobenius', got "
+                f"beta_loss = {self.beta_loss!r}."
+            )
+
+    def _start_online_states(self, chunk, first_batch, n_samples, *, W=None, H=None):
+        """One online state, around the atoms of ``init`` on the first
+        mini-batch (custom ones: ``H``, checked against the whole data)."""
+        if self.init == "custom":
+            shape = (n_samples, chunk.shape[1])
         else:
-            self._check_params(chunk)
-            if self._beta_loss != 2:
-                raise ValueError(
-                    f"{name} streams only the Frobenius loss: batch_size and "
-                    f"partial_fit need beta_loss='frobenius', got beta_loss = "
-                    f"{self.beta_loss!r}."
-                )
-            device, generator = self._fit_setup()
-            X0 = to_tensor(chunk, device=device)
-            shape = (n_samples, chunk.shape[1]) if self.init == "custom" else None
-            _, H0 = self._start(_Shape(shape or chunk.shape, chunk.dtype), X0, W, H)
-            state = OnlineNMF.start(H0, self.sparseness_components)
-            self.n_steps_ = 0
-        dtype = state.H.dtype
+            shape = chunk.shape
+        _, atoms = self._initial_factors(shape, chunk.dtype, first_batch, W, H)
+        return [OnlineNMF.start(atoms, self.sparseness_components)]
+
+    def _online_step(self, states, batch, *, rho):
+        """:func:`~skpart._core._online.minibatch_step` on the one state, the
+        components in a random order with ``shuffle`` and 'cd'."""
+        (state,) = states
         k, n_features = state.H.shape
         l1_W, l1_H, l2_W, l2_H = self._penalties(1, n_features)
-        code_max_iter = code_solver_max_iter(self)
-
-        batches = tensor_passes(
-            self, X, size, first_pass, X0, device=device, dtype=dtype
+        order = None
+        if self.shuffle and self.solver == "cd":
+            order = randperm(k, self._generator, device="cpu").tolist()
+        _, fit, objective, change = minibatch_step(
+            state,
+            batch,
+            rho=rho,
+            solver=self.solver,
+            code_max_iter=code_solver_max_iter(self),
+            tol=self.tol,
+            l1_reg_W=l1_W,
+            l2_reg_W=l2_W,
+            l1_reg_H=l1_H,
+            l2_reg_H=l2_H,
+            sparseness_W=self.sparseness_codes,
+            sparseness_H=self.sparseness_components,
+            order=order,
         )
+        return objective, change, fit
 
-        def step(Xb):
-            order = None
-            if self.shuffle and self.solver == "cd":
-                order = randperm(k, generator, device="cpu").tolist()
-            _, fit, objective, change = minibatch_step(
-                state,
-                Xb,
-                rho=forget_rate(self.forget_factor, Xb.shape[0], n_samples),
-                solver=self.solver,
-                code_max_iter=code_max_iter,
-                tol=self.tol,
-                l1_reg_W=l1_W,
-                l2_reg_W=l2_W,
-                l1_reg_H=l1_H,
-                l2_reg_H=l2_H,
-                sparseness_W=self.sparseness_codes,
-                sparseness_H=self.sparseness_components,
-                order=order,
-            )
-            return objective, change, fit
+    def _fitted_online_model(self):
+        """The atoms ``components_`` of the one state and its statistics."""
+        return [self.components_], [getattr(self, "_online_state", None)]
 
-        max_iter = 1 if incremental else self.max_iter
-        n_iter, n_steps, stopped, recent_fit, recent_n = run_passes(
-            batches,
-            step,
-            n_samples=n_samples,
-            max_iter=max_iter,
-            tol=0 if incremental else self.tol,
-            verbose=self.verbose,
-        )
-        if not incremental and not stopped and self.tol > 0:
-            warnings.warn(
-                f"Maximum number of iterations {self.max_iter} reached. Increase "
-                "it to improve convergence.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+    def _set_online_model(self, states, *, incremental):
+        (state,) = states
         self.components_ = to_numpy(state.H)
-        self.n_components_ = k
-        self.n_steps_ += n_steps
-        if not incremental:
-            self.n_iter_ = n_iter
-            self.reconstruction_err_ = error_from_cost(
-                recent_fit * n_samples / max(recent_n, 1)
-            )
+        self.n_components_ = state.H.shape[0]
         self._online_state = save_online_state(state)
 
-    def _restore_online_state(self, device):
-        """The online statistics as tensors (empty ones after a full-batch
-        fit: the atoms are ``components_``)."""
-        saved = getattr(self, "_online_state", None)
-        if saved is None and not hasattr(self, "n_steps_"):
-            self.n_steps_ = 0
-        return load_online_state(self.components_, saved, device)
+    def _restore_online_states(self, device):
+        if getattr(self, "_generator", None) is None:
+            # Unpickled: the generator that shuffle draws from is rebuilt.
+            self._fit_setup()
+        return super()._restore_online_states(device)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, **params):
@@ -725,7 +653,7 @@ class SparseNMF(PartBase):
         self : object
             Returns the instance itself.
         """
-        self._fit_online(X, params.get("W"), params.get("H"), incremental=True)
+        self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -750,7 +678,11 @@ class SparseNMF(PartBase):
         self : object
             Returns the instance itself.
         """
-        self._fit(X, params.get("W"), params.get("H"))
+        W, H = params.get("W"), params.get("H")
+        if self.batch_size is None:
+            self._fit_full_batch(X, W, H)
+        else:
+            self._fit_online(X, incremental=False, W=W, H=H)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -781,10 +713,11 @@ class SparseNMF(PartBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
-        X, Xt = self._fit(X, W, H)
-        if Xt is None:
-            return self._streamed_codes(X)
-        return self._codes(X, Xt)
+        if self.batch_size is None:
+            X, Xt = self._fit_full_batch(X, W, H)
+            return self._codes(X, Xt)
+        self._fit_online(X, incremental=False, W=W, H=H)
+        return np.concatenate(self._encode_in_batches(self._codes, X))
 
     def _codes(self, X, Xt):
         """Codes of validated ``X`` (tensor ``Xt``) with the atoms fixed.
@@ -825,19 +758,4 @@ class SparseNMF(PartBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
-        check_is_fitted(self)
-        if self.batch_size is not None:
-            return self._streamed_codes(X)
-        X = self._validate_X(X, reset=False)
-        Xt = to_tensor(X, device=self._inference_device())
-        return self._codes(X, Xt)
-
-    def _streamed_codes(self, X):
-        """Codes of ``X`` computed one mini-batch at a time (the codes of a
-        sample do not depend on the others, so they equal ``_codes``)."""
-        device = self._inference_device()
-        parts = [
-            self._codes(chunk, to_tensor(chunk, device=device))
-            for _, chunk in validated_chunks(self, X, self.batch_size, reset=False)
-        ]
-        return np.concatenate(parts)
+        return np.concatenate(self._encode_in_batches(self._codes, X))

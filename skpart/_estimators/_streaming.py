@@ -7,8 +7,7 @@ import os
 import numpy as np
 import torch
 
-from .._core._online import OnlineNMF
-from ._base import to_numpy, to_tensor
+from ._base import to_tensor
 
 try:
     from numpy.lib.array_utils import byte_bounds
@@ -49,21 +48,21 @@ def release_pages(X):
     ``"w+"``) are released: in copy-on-write mode (``"c"``) it would discard
     the caller's changes. Anything else is left alone.
     """
-    mm = getattr(X, "_mmap", None)
+    mapping = getattr(X, "_mmap", None)
     if (
         not isinstance(X, np.memmap)
-        or mm is None
+        or mapping is None
         or getattr(X, "mode", "c") == "c"
         or not hasattr(mmap, "MADV_DONTNEED")
         or X.size == 0
     ):
         return
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
     low, high = byte_bounds(X)
     start = (low - base) // mmap.PAGESIZE * mmap.PAGESIZE
-    stop = min(high - base, len(mm))
+    stop = min(high - base, len(mapping))
     if stop > start:
-        mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
 def validated_chunks(estimator, X, size, *, reset):
@@ -86,22 +85,6 @@ def validated_chunks(estimator, X, size, *, reset):
         release_pages(rows)
 
 
-#: Iteration cap of the codes' solver in online fitting when
-#: ``transform_max_iter`` is None (``max_iter`` then counts passes).
-ONLINE_CODE_MAX_ITER = 200
-
-
-def code_solver_max_iter(estimator):
-    """Iteration cap of the codes' solver of an NMF estimator:
-    ``transform_max_iter``, else ``max_iter`` (full batch) or
-    :data:`ONLINE_CODE_MAX_ITER` (``batch_size`` set)."""
-    if estimator.transform_max_iter is not None:
-        return estimator.transform_max_iter
-    if estimator.batch_size is None:
-        return estimator.max_iter
-    return ONLINE_CODE_MAX_ITER
-
-
 def open_stream(estimator, X, *, reset):
     """Start the online fitting of ``estimator`` on ``X``.
 
@@ -120,53 +103,34 @@ def open_stream(estimator, X, *, reset):
     return X, size, first_pass, chunk
 
 
-def tensor_passes(estimator, X, size, first_pass, X0, *, device, dtype):
-    """Mini-batch tensors for each pass over ``X``, as ``batches()`` returns
-    them: the first call continues ``first_pass`` (whose first chunk ``X0``
-    was already taken), every later call validates ``X`` chunk by chunk
-    again."""
-
-    def tensors(chunks):
-        for _, c in chunks:
-            yield to_tensor(c, device=device, dtype=dtype)
-
-    passes = [itertools.chain([X0], tensors(first_pass))]
-
-    def batches():
-        if passes:
-            return passes.pop()
-        return tensors(validated_chunks(estimator, X, size, reset=False))
-
-    return batches
+def as_tensors(chunks, *, device, dtype):
+    """The chunks of :func:`validated_chunks` as tensors (their slices
+    dropped)."""
+    for _, chunk in chunks:
+        yield to_tensor(chunk, device=device, dtype=dtype)
 
 
-def save_online_state(state):
-    """The statistics of an :class:`~skpart._core._online.OnlineNMF` as NumPy
-    (the atoms are stored by the estimator itself)."""
-    return {
-        "A": to_numpy(state.A),
-        "B": to_numpy(state.B),
-        "weight": state.weight,
-        "step": None if state.step is None else to_numpy(state.step),
-    }
+class TensorPasses:
+    """The mini-batch tensors of each pass over ``X``, one pass per call (the
+    ``batches`` argument of :func:`~skpart._core._online.run_passes`).
 
+    The first call continues ``first_pass`` (from :func:`open_stream`, whose
+    first chunk was already taken and converted to ``first_batch``); every
+    later call validates ``X`` chunk by chunk again.
+    """
 
-def load_online_state(H, saved, device):
-    """An :class:`~skpart._core._online.OnlineNMF` with atoms ``H`` (NumPy)
-    and the statistics of :func:`save_online_state`, or fresh ones if
-    ``saved`` is None (after a full-batch fit)."""
-    H = to_tensor(H, device=device)
-    if saved is None:
-        return OnlineNMF.start(H)
-    state = OnlineNMF(
-        H.contiguous(),
-        to_tensor(saved["A"], device=device),
-        to_tensor(saved["B"], device=device),
-        saved["weight"],
-    )
-    if saved["step"] is not None:
-        state.step = to_tensor(saved["step"], device=device)
-    return state
+    def __init__(self, estimator, X, size, first_pass, first_batch, *, device, dtype):
+        self.estimator, self.X, self.size = estimator, X, size
+        self.device, self.dtype = device, dtype
+        rest = as_tensors(first_pass, device=device, dtype=dtype)
+        self._first_pass = itertools.chain([first_batch], rest)
+
+    def __call__(self):
+        if self._first_pass is not None:
+            batches, self._first_pass = self._first_pass, None
+            return batches
+        chunks = validated_chunks(self.estimator, self.X, self.size, reset=False)
+        return as_tensors(chunks, device=self.device, dtype=self.dtype)
 
 
 class MemmapRows:
@@ -207,7 +171,7 @@ class MemmapRows:
         self.dtype = torch.float32 if dtype == np.float32 else torch.float64
         n = X.shape[0] if index is None else len(index)
         self.shape = (n, X.shape[1])
-        self._read = 0
+        self._bytes_mapped = 0
         self._file = _file_position(X)
 
     def numel(self):
@@ -231,13 +195,13 @@ class MemmapRows:
         rows = self._rows(key)
         if isinstance(rows, slice) or self._file is None:
             rows = np.array(self._X[rows], dtype=self._np_dtype)
-            self._read += rows.nbytes
+            self._bytes_mapped += rows.nbytes
         else:
             rows = _pread_rows(self._X, self._file, np.asarray(rows))
             rows = rows.astype(self._np_dtype, copy=False)
-        if self._read >= self._RELEASE_BYTES:
+        if self._bytes_mapped >= self._RELEASE_BYTES:
             release_pages(self._X)
-            self._read = 0
+            self._bytes_mapped = 0
         return torch.from_numpy(rows).to(self.device)
 
     def subset(self, idx):
@@ -260,9 +224,9 @@ def _file_position(X):
     """``(path, position of row 0, row stride)`` to read rows of the memmap
     ``X`` from its file, or None when they must be read through the mapping
     (copy-on-write mode, no file, rows not contiguous)."""
-    mm = getattr(X, "_mmap", None)
+    mapping = getattr(X, "_mmap", None)
     if (
-        mm is None
+        mapping is None
         or getattr(X, "filename", None) is None
         or getattr(X, "mode", "c") == "c"
         or X.ndim != 2
@@ -270,7 +234,7 @@ def _file_position(X):
         or X.strides[0] < 0
     ):
         return None
-    base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
     start = X.offset - X.offset % mmap.ALLOCATIONGRANULARITY
     return X.filename, start + (X.ctypes.data - base), X.strides[0]
 
