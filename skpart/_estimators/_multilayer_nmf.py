@@ -9,7 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._core._init import initialize_nmf
 from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
-from .._core._nmf import beta_divergence, solve_codes
+from .._core._beta import beta_divergence
+from .._core._nmf import solve_codes
 from .._core._online import (
     OnlineNMF,
     error_from_cost,

@@ -11,7 +11,8 @@ from sklearn.utils.validation import check_non_negative
 
 from .._core._device import randperm
 from .._core._init import initialize_nmf
-from .._core._nmf import beta_divergence, fit_nmf, solve_codes
+from .._core._beta import beta_divergence
+from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import (
     OnlineNMF,
     error_from_cost,
