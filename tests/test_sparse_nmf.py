@@ -10,13 +10,10 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skpart import SparseNMF
-from skpart._core._nmf import (
-    _beta_divergence_rows,
-    _cone_project,
-    _pg_steps,
-    _row_blocks,
-    fit_nmf,
-)
+from skpart._core._beta import divergence_rows
+from skpart._core._hoyer import cone_project, pg_steps
+from skpart._core._nmf import fit_nmf
+from skpart._core._operator import DataOperator
 from skpart.metrics import hoyer_sparsity
 
 
@@ -136,7 +133,7 @@ def test_mu_decreases_every_beta_loss(rng, beta):
     X = torch.from_numpy(rng.rand(30, 12) + 0.1)
     W = torch.from_numpy(rng.rand(30, 3) + 0.1)
     H = torch.from_numpy(rng.rand(3, 12) + 0.1)
-    blocks = _row_blocks(X)
+    blocks = DataOperator(X).row_blocks()
 
     def loss(W, H):
         # The beta divergence written out, independently of the core.
@@ -152,7 +149,7 @@ def test_mu_decreases_every_beta_loss(rng, beta):
         )
 
     previous = loss(W, H)
-    assert float(_beta_divergence_rows(blocks, W, H, beta).sum()) == pytest.approx(
+    assert float(divergence_rows(blocks, W, H, beta).sum()) == pytest.approx(
         previous, rel=1e-10
     )
     for _ in range(20):
@@ -185,9 +182,9 @@ def test_atoms_projected_gradient_is_exact_for_a_diagonal_gram(rng):
     # quadratic over the sparseness cone: the projection of B_i / G_ii.
     G = torch.diag(torch.from_numpy(rng.rand(5) + 0.5))
     B = torch.from_numpy(rng.rand(5, 30))
-    U0 = _cone_project(torch.from_numpy(rng.rand(5, 30)), 0.7)
-    U, step, obj = _pg_steps(U0, G, B, 0.7, None, 1, per_row=False)
-    expected = _cone_project(B / torch.diagonal(G)[:, None], 0.7)
+    U0 = cone_project(torch.from_numpy(rng.rand(5, 30)), 0.7)
+    U, step, obj = pg_steps(U0, G, B, 0.7, None, 1, per_row=False)
+    expected = cone_project(B / torch.diagonal(G)[:, None], 0.7)
     torch.testing.assert_close(U, expected, rtol=1e-10, atol=1e-12)
     assert float(step) == pytest.approx(1.2)
     # More steps never increase the objective, on a coupled Gram matrix too.
@@ -195,7 +192,7 @@ def test_atoms_projected_gradient_is_exact_for_a_diagonal_gram(rng):
     G = M.T @ M
     U, previous = U0, np.inf
     for _ in range(10):
-        U, step, obj = _pg_steps(U, G, B, 0.7, None, 1, per_row=False)
+        U, step, obj = pg_steps(U, G, B, 0.7, None, 1, per_row=False)
         assert float(obj) <= previous + 1e-12
         previous = float(obj)
     np.testing.assert_allclose(_hoyer_rows(U.numpy()), 0.7, atol=1e-6)

@@ -2,76 +2,10 @@
 
 import torch
 
-from skpart._core._device import randn
+from ._device import randn
+from ._operator import DataOperator
 
 _INITS = ("random", "nndsvd", "nndsvda", "nndsvdar")
-
-
-def _as_operator(X):
-    """Return ``(A, At)``: ``X`` and its transpose, ready for ``@`` with a dense.
-
-    A dense ``X`` is returned with a transposed view. Any sparse layout is
-    converted to CSR and its transpose is materialised once as a CSR tensor, so
-    that both products ``X @ Q`` and ``X.T @ Y`` are sparse-times-dense.
-
-    Parameters
-    ----------
-    X : torch.Tensor of shape (n_rows, n_cols)
-        Dense (strided) or sparse (COO, CSR, CSC) matrix.
-
-    Returns
-    -------
-    A : torch.Tensor of shape (n_rows, n_cols)
-        ``X`` itself (dense) or ``X`` as CSR (sparse).
-    At : torch.Tensor of shape (n_cols, n_rows)
-        Transpose of ``A``; a view for dense input, a CSR copy for sparse input.
-    """
-    if X.layout == torch.strided:
-        return X, X.mT
-    A = X if X.layout == torch.sparse_csr else X.to_sparse_csr()
-    return A, A.t().to_sparse_csr()
-
-
-def _rmatmul(A, At, Y):
-    """Return ``A.T @ Y`` for the operator pair of :func:`_as_operator`.
-
-    Parameters
-    ----------
-    A : torch.Tensor of shape (n_rows, n_cols)
-        Dense or CSR matrix.
-    At : torch.Tensor of shape (n_cols, n_rows)
-        Its transpose.
-    Y : torch.Tensor of shape (n_rows, r)
-        Dense block.
-
-    Returns
-    -------
-    Z : torch.Tensor of shape (n_cols, r)
-        ``A.T @ Y``. For dense ``A`` this is computed as ``(Y.T @ A).T``, which
-        reads ``A`` in its memory order and is the faster GEMM layout on CPU.
-    """
-    if A.layout == torch.strided:
-        return (Y.mT @ A).mT
-    return At @ Y
-
-
-def _mean(X):
-    """Return the mean of all entries of ``X`` (zeros included) as a 0-d tensor.
-
-    Parameters
-    ----------
-    X : torch.Tensor of shape (n_rows, n_cols)
-        Dense or sparse matrix.
-
-    Returns
-    -------
-    mean : torch.Tensor
-        0-d tensor with the dtype and device of ``X``.
-    """
-    if X.layout == torch.strided:
-        return X.mean()
-    values = X.coalesce().values() if X.layout == torch.sparse_coo else X.values()
-    return values.sum() / (X.shape[0] * X.shape[1])
 
 
 def _flip_signs(U, Vh):
@@ -102,7 +36,7 @@ def _flip_signs(U, Vh):
     return U, Vh
 
 
-def _range_finder(A, At, size, n_iter, generator):
+def _range_finder(op, size, n_iter, generator):
     """Orthonormal basis approximating the range of ``A`` (Halko et al., alg. 4.4).
 
     Subspace (power) iteration from a Gaussian test matrix drawn from
@@ -116,10 +50,7 @@ def _range_finder(A, At, size, n_iter, generator):
 
     Parameters
     ----------
-    A : torch.Tensor of shape (n_rows, n_cols)
-        Dense or CSR matrix.
-    At : torch.Tensor of shape (n_cols, n_rows)
-        Its transpose.
+    op : DataOperator of shape (n_rows, n_cols)
     size : int
         Number of basis vectors (``n_components + n_oversamples``).
     n_iter : int
@@ -132,11 +63,11 @@ def _range_finder(A, At, size, n_iter, generator):
     Q : torch.Tensor of shape (n_rows, min(size, n_rows))
         Orthonormal columns.
     """
-    dtype, device = A.dtype, A.device
-    Q = randn((A.shape[1], size), generator, dtype=dtype, device=device)
+    dtype, device = op.X.dtype, op.X.device
+    Q = randn((op.shape[1], size), generator, dtype=dtype, device=device)
     for _ in range(n_iter):
-        Q, _ = torch.linalg.qr(_rmatmul(A, At, A @ Q))
-    Q, _ = torch.linalg.qr(A @ Q)
+        Q, _ = torch.linalg.qr(op.rmatmul(op @ Q))
+    Q, _ = torch.linalg.qr(op @ Q)
     return Q
 
 
@@ -181,12 +112,12 @@ def randomized_svd(X, n_components, *, generator, n_oversamples=10, n_iter="auto
     n_samples, n_features = X.shape
     if n_iter == "auto":
         n_iter = 7 if n_components < 0.1 * min(n_samples, n_features) else 4
-    A, At = _as_operator(X)
+    op = DataOperator(X)
     transpose = n_samples < n_features
     if transpose:
-        A, At = At, A
-    Q = _range_finder(A, At, n_components + n_oversamples, n_iter, generator)
-    B = _rmatmul(A, At, Q).mT
+        op = op.T
+    Q = _range_finder(op, n_components + n_oversamples, n_iter, generator)
+    B = op.rmatmul(Q).mT
     Uhat, S, Vh = torch.linalg.svd(B, full_matrices=False)
     U = Q @ Uhat[:, :n_components]
     S, Vh = S[:n_components], Vh[:n_components]
@@ -305,7 +236,7 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
         raise ValueError(f"Invalid init {init!r}; expected one of {_INITS}.")
     n_samples, n_features = X.shape
     dtype, device = X.dtype, X.device
-    avg = _mean(X)
+    avg = DataOperator(X).mean()
 
     if init == "random":
         scale = torch.sqrt(avg / n_components)

@@ -5,18 +5,13 @@ import time
 
 import torch
 
-from ._init import _as_operator, _rmatmul, initialize_nmf
-from ._nmf import (
-    _atoms_times_data_t,
-    _cone_project,
-    _gram_half_sq_error,
-    _hals_sweeps,
-    _n_inner_sweeps,
-    _pg_steps,
-    _row_sq_norms,
-    fit_nmf,
-    solve_codes,
-)
+from ._hals import n_inner_sweeps
+from ._hoyer import cone_project
+from ._init import initialize_nmf
+from ._nmf import fit_nmf, solve_codes
+from ._operator import DataOperator, gram_half_sq_error
+from ._stopping import ErrorPlateau
+from ._updates import factor_update
 
 #: Accelerated projected-gradient steps per inner layer (``H_l``, ``l >= 2``) and
 #: fine-tuning sweep. A step costs ``k_l k_(l-1) (k_l + k_(l-1))`` operations,
@@ -93,8 +88,8 @@ def fit_layers(
         Iterations of every layer's factorisation.
     """
     n_layers = len(ranks)
-    sc_W = sparseness_codes or [None] * n_layers
-    sc_H = sparseness_components or [None] * n_layers
+    codes_targets = sparseness_codes or [None] * n_layers
+    atoms_targets = sparseness_components or [None] * n_layers
     data, layers, n_iter = X, [], []
     for idx, k in enumerate(ranks):
         W, H = initialize_nmf(data, k, inits[idx], generator=generator)
@@ -107,8 +102,8 @@ def fit_layers(
             solver=solver,
             max_iter=max_iter,
             tol=tol,
-            sparseness_W=sc_W[idx],
-            sparseness_H=sc_H[idx],
+            sparseness_W=codes_targets[idx],
+            sparseness_H=atoms_targets[idx],
             generator=generator,
             verbose=verbose,
         )
@@ -155,66 +150,84 @@ def _top_eigenvalue(G):
     return torch.linalg.eigvalsh(G)[-1].clamp(min=torch.finfo(G.dtype).tiny)
 
 
-def _quadratic_apg(F, P, Q, N, n_steps, sparseness):
-    """Monotone accelerated projected gradient on one factor of the stack.
-
-    Minimises ``f(F) = 0.5 <F, P F Q> - <N, F>``, which is
-    ``0.5 ||X - A F B||_F^2`` up to a constant with ``P = A^T A``,
-    ``Q = B B^T`` and ``N = A^T X B^T``, over non-negative ``F`` (every row at
-    Hoyer sparseness ``sparseness`` when it is not ``None``). Steps are
-    ``1 / (||P||_2 ||Q||_2)`` with Nesterov momentum (Beck and Teboulle's
-    monotone FISTA): a step whose objective is higher than the current one is
-    rejected and the momentum restarts, so ``f`` never increases. No host
-    synchronisation.
+class TwoSidedQuadratic:
+    """``f(F) = 0.5 <F, P F Q> - <N, F>``: ``0.5 ||X - A F B||_F^2`` up to a
+    constant, with ``P = A^T A``, ``Q = B B^T`` and ``N = A^T X B^T``, over
+    non-negative ``F`` (every row at Hoyer sparseness ``sparseness`` when it
+    is not ``None``).
 
     Parameters
     ----------
-    F : Tensor of shape (r, c)
-        Starting factor (rows already in the constraint set).
     P : Tensor of shape (r, r) or None
         Left Gram matrix (``None``: identity).
     Q : Tensor of shape (c, c) or None
         Right Gram matrix (``None``: identity).
     N : Tensor of shape (r, c)
-    n_steps : int
     sparseness : float or None
+    """
+
+    def __init__(self, P, Q, N, sparseness):
+        self.P, self.Q, self.N, self.sparseness = P, Q, N, sparseness
+
+    def apply(self, V):
+        """``P V Q``."""
+        out = V if self.P is None else self.P @ V
+        return out if self.Q is None else out @ self.Q
+
+    def value(self, V, PVQ):
+        """``f(V)`` (float64) from ``V`` and ``PVQ = apply(V)``."""
+        quad = torch.linalg.vecdot(V.flatten(), PVQ.flatten())
+        lin = torch.linalg.vecdot(V.flatten(), self.N.flatten())
+        return 0.5 * quad.to(torch.float64) - lin.to(torch.float64)
+
+    def project(self, V):
+        """Nearest point of the constraint set, row by row."""
+        if self.sparseness is None:
+            return V.clamp(min=0)
+        return cone_project(V, self.sparseness)
+
+    def step_size(self):
+        """``1 / (||P||_2 ||Q||_2)``, the inverse of the gradient's Lipschitz
+        constant."""
+        return 1.0 / (_top_eigenvalue(self.P) * _top_eigenvalue(self.Q))
+
+
+def monotone_apg(quad, F, n_steps):
+    """Monotone accelerated projected gradient on a :class:`TwoSidedQuadratic`.
+
+    Steps are ``1 / L`` (:meth:`TwoSidedQuadratic.step_size`) with Nesterov
+    momentum (Beck and Teboulle's monotone FISTA): a step whose objective is
+    higher than the current one is rejected and the momentum restarts, so the
+    objective never increases. No host synchronisation.
+
+    Parameters
+    ----------
+    quad : TwoSidedQuadratic
+    F : Tensor of shape (r, c)
+        Starting factor (rows already in the constraint set).
+    n_steps : int
 
     Returns
     -------
     Tensor of shape (r, c)
     """
-
-    def apply(V):
-        out = V if P is None else P @ V
-        return out if Q is None else out @ Q
-
-    def objective(V, PVQ):
-        quad = torch.linalg.vecdot(V.flatten(), PVQ.flatten())
-        lin = torch.linalg.vecdot(V.flatten(), N.flatten())
-        return 0.5 * quad.to(torch.float64) - lin.to(torch.float64)
-
-    def project(V):
-        if sparseness is None:
-            return V.clamp(min=0)
-        return _cone_project(V, sparseness)
-
-    step = 1.0 / (_top_eigenvalue(P) * _top_eigenvalue(Q))
-    x, Px = F, apply(F)
-    fx = objective(x, Px)
+    step = quad.step_size()
+    x, Px = F, quad.apply(F)
+    fx = quad.value(x, Px)
     y, Py = x, Px
     t = torch.ones((), dtype=torch.float64, device=F.device)
     for _ in range(n_steps):
-        z = project(y - step * (Py - N))
-        Pz = apply(z)
-        fz = objective(z, Pz)
+        z = quad.project(y - step * (Py - quad.N))
+        Pz = quad.apply(z)
+        fz = quad.value(z, Pz)
         accept = fz <= fx  # False for NaN: a failed step changes nothing
         t_next = torch.where(accept, 0.5 * (1 + torch.sqrt(1 + 4 * t * t)), 1.0)
-        beta = torch.where(accept, (t - 1) / t_next, 0.0).to(F.dtype)
+        momentum = torch.where(accept, (t - 1) / t_next, 0.0).to(F.dtype)
         x_new = torch.where(accept, z, x)
         Px_new = torch.where(accept, Pz, Px)
-        # After a rejection beta is 0: the next step starts again from x.
-        y = x_new + beta * (x_new - x)
-        Py = Px_new + beta * (Px_new - Px)
+        # After a rejection the momentum is 0: the next step starts from x.
+        y = x_new + momentum * (x_new - x)
+        Py = Px_new + momentum * (Px_new - Px)
         x, Px, fx, t = x_new, Px_new, torch.where(accept, fz, fx), t_next
     return x
 
@@ -242,7 +255,7 @@ def fine_tune(
       ``H_1``), with the SparseNMF core's updates: HALS sweeps, or Hoyer's
       projected gradient when the factor has a sparseness target;
     - the inner ``H_l`` (``l >= 2``), whose subproblems are two-sided, with a
-      monotone accelerated projected gradient (:func:`_quadratic_apg`).
+      monotone accelerated projected gradient (:func:`monotone_apg`).
 
     A factor with a sparseness target keeps every row at that Hoyer
     sparseness. Before the first sweep and after every sweep the factors are
@@ -285,67 +298,31 @@ def fine_tune(
     n_iter : int
         Number of sweeps done.
     """
-    n_layers = len(layers)
-    sc_H = sparseness_components or [None] * n_layers
-    n, m = X.shape
-    k = W.shape[1]
-    A, At = _as_operator(X)
-    half_sq_X = 0.5 * _row_sq_norms(X).sum()
-    Wt = W.mT.contiguous()  # (k_L, n), the layout of the HALS sweeps
-    Wt, layers, _ = _balance(Wt, layers)
-    inner_W = _n_inner_sweeps(n, m, k)
-    inner_H = _n_inner_sweeps(m, n, layers[0].shape[0])
-    step_W = step_H = None
-
-    def loss(Bt, Q, S):
-        return float(_gram_half_sq_error(half_sq_X, Bt, Wt, Q, S))
-
+    atoms_targets = sparseness_components or [None] * len(layers)
+    op = DataOperator(X)
+    n, m = op.shape
+    half_sq_X = op.half_sq_norm()
+    Wt, layers, _ = _balance(W.mT.contiguous(), layers)  # Wt: (k_L, n)
+    inner_W = n_inner_sweeps(n, m, Wt.shape[0])
+    inner_H = n_inner_sweeps(m, n, layers[0].shape[0])
+    update_W = factor_update(
+        solver="cd", sparseness=sparseness_codes, codes=True, rescale=False
+    )
+    update_H = factor_update(solver="cd", sparseness=atoms_targets[0], codes=False)
     C = effective_atoms(layers)[-1]
     S = Wt @ Wt.mT
-    loss_curve = [loss(_atoms_times_data_t(A, C), C @ C.mT, S)]
-    error_at_init = math.sqrt(2 * max(loss_curve[0], 0.0))
+    loss = gram_half_sq_error(half_sq_X, op.atoms_product_t(C), Wt, C @ C.mT, S)
+    loss_curve = [float(loss)]
+    plateau = ErrorPlateau(tol, _error(loss_curve[0]), stop_at_zero=False)
     start_time = time.time()
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        # Top-down: A_l^T A_l and A_l^T X, with the layers above still old.
-        grams, cross = [None] * n_layers, [None] * n_layers
-        grams[-1], cross[-1] = S, _rmatmul(A, At, Wt.mT).mT
-        for idx in range(n_layers - 1, 0, -1):
-            H = layers[idx]
-            grams[idx - 1] = H.mT @ grams[idx] @ H
-            cross[idx - 1] = H.mT @ cross[idx]
-        # Bottom-up: H_l with B = H_(l-1) ... H_1 already updated.
-        P, N, H = grams[0], cross[0], layers[0]
-        if sc_H[0] is None:
-            _hals_sweeps(H, P, N, inner_H, list(range(H.shape[0])), False)
-        else:
-            H, step_H, _ = _pg_steps(H, P, N, sc_H[0], step_H, inner_H, per_row=False)
-            layers[0] = H
-        B = H
-        BBt = B @ B.mT
-        for idx in range(1, n_layers):
-            H = _quadratic_apg(
-                layers[idx],
-                grams[idx],
-                BBt,
-                cross[idx] @ B.mT,
-                _INNER_STEPS,
-                sc_H[idx],
-            )
-            layers[idx] = H
-            B = H @ B
-            BBt = B @ B.mT
-        # Codes, with the atoms C = B fixed.
-        Bt = _atoms_times_data_t(A, B)
-        if sparseness_codes is None:
-            _hals_sweeps(Wt, BBt, Bt, inner_W, list(range(k)), False)
-        else:
-            U, step_W, _ = _pg_steps(
-                Wt.mT, BBt, Bt.mT, sparseness_codes, step_W, inner_W, per_row=True
-            )
-            Wt = U.mT.contiguous()
+        grams, cross = _layer_grams(op, Wt, S, layers)
+        B, BBt = _update_layers(layers, grams, cross, update_H, inner_H, atoms_targets)
+        Bt = op.atoms_product_t(B)  # codes' update, the atoms B = C fixed
+        Wt, _ = update_W(Wt, BBt, Bt, inner_W)
         S = Wt @ Wt.mT
-        loss_curve.append(loss(Bt, BBt, S))
+        loss_curve.append(float(gram_half_sq_error(half_sq_X, Bt, Wt, BBt, S)))
         Wt, layers, scale = _balance(Wt, layers)
         S = S * (scale * scale)
         if verbose:
@@ -354,10 +331,45 @@ def fine_tune(
                 f"Fine-tuning sweep {n_iter} after {elapsed:.3f} s, "
                 f"loss: {loss_curve[-1]:f}"
             )
-        prev, cur = (math.sqrt(2 * max(v, 0.0)) for v in loss_curve[-2:])
-        if tol > 0 and prev - cur < tol * error_at_init:
+        if tol > 0 and plateau(_error(loss_curve[-1])):
             break
     return Wt.mT.contiguous(), layers, loss_curve, n_iter
+
+
+def _error(loss):
+    """Frobenius error ``sqrt(2 loss)`` of a half squared error."""
+    return math.sqrt(2 * max(loss, 0.0))
+
+
+def _layer_grams(op, Wt, S, layers):
+    """Top-down pass of a fine-tuning sweep: ``A_l^T A_l`` and ``A_l^T X``
+    of every layer's subproblem ``X ~ A_l H_l B_l``, with
+    ``A_l = W H_L ... H_(l+1)`` (the layers above still old), propagated
+    from ``S = W^T W`` and ``W^T X`` through the ranks."""
+    n_layers = len(layers)
+    grams, cross = [None] * n_layers, [None] * n_layers
+    grams[-1], cross[-1] = S, op.codes_product(Wt)
+    for idx in range(n_layers - 1, 0, -1):
+        H = layers[idx]
+        grams[idx - 1] = H.mT @ grams[idx] @ H
+        cross[idx - 1] = H.mT @ cross[idx]
+    return grams, cross
+
+
+def _update_layers(layers, grams, cross, update_first, inner, atoms_targets):
+    """Bottom-up pass of a fine-tuning sweep, in place on ``layers``: ``H_1``
+    with its one-sided update, then every ``H_l`` (``l >= 2``) by
+    :func:`monotone_apg` with ``B_l = H_(l-1) ... H_1`` already updated.
+    Returns the new effective atoms ``C = H_L ... H_1`` and ``C C^T``."""
+    layers[0], _ = update_first(layers[0], grams[0], cross[0], inner)
+    B = layers[0]
+    BBt = B @ B.mT
+    for idx in range(1, len(layers)):
+        quad = TwoSidedQuadratic(grams[idx], BBt, cross[idx] @ B.mT, atoms_targets[idx])
+        layers[idx] = monotone_apg(quad, layers[idx], _INNER_STEPS)
+        B = layers[idx] @ B
+        BBt = B @ B.mT
+    return B, BBt
 
 
 def layer_codes(
@@ -384,10 +396,15 @@ def layer_codes(
     list of Tensor
         Entry ``l`` has shape ``(n_samples, k_l)``.
     """
-    sc_W = sparseness_codes or [None] * len(layers)
+    codes_targets = sparseness_codes or [None] * len(layers)
     return [
         solve_codes(
-            X, C, solver=solver, max_iter=max_iter, tol=tol, sparseness_W=sc_W[idx]
+            X,
+            C,
+            solver=solver,
+            max_iter=max_iter,
+            tol=tol,
+            sparseness_W=codes_targets[idx],
         )[0]
         for idx, C in enumerate(effective_atoms(layers))
     ]

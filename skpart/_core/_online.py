@@ -7,22 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ._init import _as_operator, _rmatmul
+from ._hals import n_inner_sweeps
+from ._hoyer import cone_project
 from ._multilayer import effective_atoms
-from ._nmf import (
-    _cone_project,
-    _hals_sweeps,
-    _mu_apply,
-    _n_inner_sweeps,
-    _pg_steps,
-    _row_sq_norms,
-    solve_codes,
-)
-
-#: Mini-batch steps without improvement of the smoothed batch cost after which
-#: :func:`run_passes` stops (scikit-learn's ``MiniBatchNMF`` default of
-#: ``max_no_improvement``).
-MAX_NO_IMPROVEMENT = 10
+from ._nmf import solve_codes
+from ._operator import DataOperator, gram_half_sq_error
+from ._stopping import MiniBatchStopping
+from ._updates import factor_update
 
 
 @dataclass
@@ -64,7 +55,7 @@ class OnlineNMF:
         the sparseness constraint when there is one)."""
         H = H.clone().contiguous()
         if sparseness_H is not None:
-            H = _cone_project(H, sparseness_H).contiguous()
+            H = cone_project(H, sparseness_H).contiguous()
         k, m = H.shape
         kw = {"dtype": H.dtype, "device": H.device}
         return cls(H, torch.zeros((k, k), **kw), torch.zeros((k, m), **kw))
@@ -187,15 +178,11 @@ def update_atoms(
         ``||H_new - H_old||_F / ||H_new||_F``.
     """
     b = W.shape[0]
-    k, m = state.H.shape
-    A_op, At_op = _as_operator(X)
+    op = DataOperator(X)
     WtW = W.mT @ W
-    WtX = _rmatmul(A_op, At_op, W).mT  # (k, m)
-    H_old = state.H.clone()
-    cross = torch.linalg.vecdot(WtX.flatten(), H_old.flatten()).to(torch.float64)
-    quad = torch.linalg.vecdot(WtW.flatten(), (H_old @ H_old.mT).flatten())
-    half_sq = 0.5 * _row_sq_norms(X).sum()
-    cost = float(half_sq - cross + 0.5 * quad.to(torch.float64))
+    WtX = op.rmatmul(W).mT  # (k, m)
+    H_old = state.H
+    cost = float(gram_half_sq_error(op.half_sq_norm(), WtX, H_old, WtW))
 
     past = rho * state.weight
     total = past + b
@@ -203,27 +190,21 @@ def update_atoms(
     state.B.mul_(past / total).add_(WtX, alpha=1.0 / total)
     state.weight = total
 
-    eye = torch.eye(k, dtype=state.H.dtype, device=state.H.device)
-    G = state.A + l2_reg_H * eye
-    n_sweeps = _n_inner_sweeps(m, b, k)
+    update = factor_update(
+        solver=solver,
+        sparseness=sparseness_H,
+        codes=False,
+        l1=l1_reg_H,
+        l2=l2_reg_H,
+        order=order,
+        step=state.step,
+    )
+    H, _ = update(
+        H_old, state.A, state.B, n_inner_sweeps(op.shape[1], b, H_old.shape[0])
+    )
+    state.H = H.contiguous()
     if sparseness_H is not None:
-        H, state.step, _ = _pg_steps(
-            state.H,
-            G,
-            state.B - l1_reg_H,
-            sparseness_H,
-            state.step,
-            n_sweeps,
-            per_row=False,
-        )
-        state.H = H.contiguous()
-    elif solver == "cd":
-        order = list(range(k)) if order is None else order
-        _hals_sweeps(state.H, G, state.B - l1_reg_H, n_sweeps, order, False)
-    else:
-        state.H = _mu_apply(
-            state.H, state.B, state.A @ state.H, l1_reg_H, l2_reg_H, 1.0
-        ).contiguous()
+        state.step = update.step
     norm = torch.linalg.vector_norm(state.H)
     diff = torch.linalg.vector_norm(state.H - H_old)
     change = float(diff / norm) if float(norm) > 0 else 0.0
@@ -271,8 +252,8 @@ def multilayer_step(
         ``0.5 ||X - W_L H_L ... H_1||_F^2`` with the updated atoms.
     """
     n_layers = len(states)
-    sc_W = sparseness_codes or [None] * n_layers
-    sc_H = sparseness_components or [None] * n_layers
+    codes_targets = sparseness_codes or [None] * n_layers
+    atoms_targets = sparseness_components or [None] * n_layers
     data, cost, change = X, 0.0, 0.0
     for idx, state in enumerate(states):
         data, c, _, d = minibatch_step(
@@ -282,54 +263,15 @@ def multilayer_step(
             solver=solver,
             code_max_iter=code_max_iter,
             tol=tol,
-            sparseness_W=sc_W[idx],
-            sparseness_H=sc_H[idx],
+            sparseness_W=codes_targets[idx],
+            sparseness_H=atoms_targets[idx],
         )
         cost, change = cost + c, max(change, d)
     C = effective_atoms([s.H for s in states])[-1]
-    A_op, At_op = _as_operator(X)
-    WtX = _rmatmul(A_op, At_op, data).mT
-    cross = torch.linalg.vecdot(WtX.flatten(), C.flatten()).to(torch.float64)
-    quad = torch.linalg.vecdot((data.mT @ data).flatten(), (C @ C.mT).flatten())
-    half_sq = 0.5 * _row_sq_norms(X).sum()
-    stack_cost = max(float(half_sq - cross + 0.5 * quad.to(torch.float64)), 0.0)
-    return data, cost, change, stack_cost
-
-
-class StoppingRule:
-    """scikit-learn's ``MiniBatchNMF`` stopping rules, step by step.
-
-    The first step is ignored. Then the fit stops when the atoms change by at
-    most ``tol`` (relative Frobenius norm) in one step, or when an
-    exponentially weighted average of the per-sample batch cost (weight
-    ``b / (n_samples + 1)`` for a batch of ``b``) has not reached a new
-    minimum for :data:`MAX_NO_IMPROVEMENT` steps. ``tol=0`` disables both.
-    """
-
-    def __init__(self, n_samples, tol):
-        self.n_samples, self.tol = n_samples, tol
-        self.n_steps = 0
-        self.ewa = self.ewa_min = None
-        self.no_improvement = 0
-
-    def __call__(self, cost, change, batch_size):
-        """Record one step (``cost`` summed over its batch); ``True`` to stop."""
-        self.n_steps += 1
-        if self.n_steps == 1 or self.tol == 0:
-            return False
-        cost = cost / batch_size
-        if self.ewa is None:
-            self.ewa = cost
-        else:
-            alpha = min(batch_size / (self.n_samples + 1), 1.0)
-            self.ewa = self.ewa * (1 - alpha) + cost * alpha
-        if change <= self.tol:
-            return True
-        if self.ewa_min is None or self.ewa < self.ewa_min:
-            self.no_improvement, self.ewa_min = 0, self.ewa
-        else:
-            self.no_improvement += 1
-        return self.no_improvement >= MAX_NO_IMPROVEMENT
+    op = DataOperator(X)
+    WtX = op.rmatmul(data).mT
+    stack_cost = gram_half_sq_error(op.half_sq_norm(), WtX, C, data.mT @ data)
+    return data, cost, change, max(float(stack_cost), 0.0)
 
 
 def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
@@ -343,13 +285,14 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
     step : callable
         ``step(X)`` takes one online step on the mini-batch ``X`` and returns
         ``(cost, change, fit)``: the cost and the atoms' change for
-        :class:`StoppingRule`, and the batch's data-fit term.
+        :class:`MiniBatchStopping`, and the batch's data-fit term.
     n_samples : int
         Number of samples in one pass.
     max_iter : int
         Number of passes at most.
     tol : float
-        :class:`StoppingRule`'s tolerance (``0``: exactly ``max_iter`` passes).
+        :class:`MiniBatchStopping`'s tolerance (``0``: exactly ``max_iter``
+        passes).
     verbose : int, default=0
 
     Returns
@@ -366,7 +309,7 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
     recent_samples : int
         Number of samples behind ``recent_fit``.
     """
-    rule = StoppingRule(n_samples, tol)
+    rule = MiniBatchStopping(n_samples, tol)
     recent = collections.deque()
     recent_samples = 0
     n_steps, stopped = 0, False

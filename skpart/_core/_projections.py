@@ -84,10 +84,10 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
     return _project_block(x, l1, l2, r2, max_iter)
 
 
-#: Bytes of a CPU row block of :func:`project_l1_l2`. Fewer, larger blocks mean
-#: fewer torch calls; 1 MiB was the best or within 10% of it for 10 000 x 784,
-#: 20 000 x 100 and 60 000 x 50 in float32 and float64 (a fixed 256 rows was
-#: 2.4 times slower on the 20 000 x 100 codes).
+#: Bytes of a CPU row block of :func:`project_l1_l2`: large enough that the
+#: per-call overhead of the active-set loop is paid over many rows, small
+#: enough that a block stays in cache (``bench_sparse_nmf_hoyer.md`` records
+#: the choice).
 _CPU_CHUNK_BYTES = 1 << 20
 
 

@@ -9,6 +9,11 @@ import math
 
 import torch
 
+#: Mini-batch steps without improvement of the smoothed batch cost after which
+#: :class:`MiniBatchStopping` stops (scikit-learn's ``MiniBatchNMF`` default
+#: of ``max_no_improvement``).
+MAX_NO_IMPROVEMENT = 10
+
 
 def _or(a, b):
     """``a or b`` for Python booleans, ``a | b`` for boolean tensors."""
@@ -100,3 +105,39 @@ class NoImprovement:
             self.count = 0
         self.best = min(self.best, loss)
         return self.count > self.patience
+
+
+class MiniBatchStopping:
+    """scikit-learn's ``MiniBatchNMF`` stopping rules, step by step.
+
+    The first step is ignored. Then the fit stops when the atoms change by at
+    most ``tol`` (relative Frobenius norm) in one step, or when an
+    exponentially weighted average of the per-sample batch cost (weight
+    ``b / (n_samples + 1)`` for a batch of ``b``) has not reached a new
+    minimum for :data:`MAX_NO_IMPROVEMENT` steps. ``tol=0`` disables both.
+    """
+
+    def __init__(self, n_samples, tol):
+        self.n_samples, self.tol = n_samples, tol
+        self.n_steps = 0
+        self.ewa = self.ewa_min = None
+        self.no_improvement = 0
+
+    def __call__(self, cost, change, batch_size):
+        """Record one step (``cost`` summed over its batch); ``True`` to stop."""
+        self.n_steps += 1
+        if self.n_steps == 1 or self.tol == 0:
+            return False
+        cost = cost / batch_size
+        if self.ewa is None:
+            self.ewa = cost
+        else:
+            alpha = min(batch_size / (self.n_samples + 1), 1.0)
+            self.ewa = self.ewa * (1 - alpha) + cost * alpha
+        if change <= self.tol:
+            return True
+        if self.ewa_min is None or self.ewa < self.ewa_min:
+            self.no_improvement, self.ewa_min = 0, self.ewa
+        else:
+            self.no_improvement += 1
+        return self.no_improvement >= MAX_NO_IMPROVEMENT

@@ -5,9 +5,10 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
+from .._core._beta import beta_divergence
 from .._core._init import initialize_nmf
 from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_codes
-from .._core._nmf import beta_divergence, solve_codes
+from .._core._nmf import solve_codes
 from .._core._online import OnlineNMF, multilayer_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._base import insert_shared_doc, to_numpy, to_tensor

@@ -8,9 +8,10 @@ import torch
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_non_negative
 
+from .._core._beta import beta_divergence
 from .._core._device import randperm
 from .._core._init import initialize_nmf
-from .._core._nmf import beta_divergence, fit_nmf, solve_codes
+from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ._base import insert_shared_doc, to_numpy, to_tensor

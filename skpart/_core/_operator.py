@@ -1,0 +1,192 @@
+"""The data matrix as the solvers see it: products, row blocks and norms."""
+
+import torch
+
+#: Dense entries per row block (beta divergences, densified sparse blocks).
+BLOCK_ELEMS = 1 << 22
+
+
+class DataOperator:
+    """A dense or sparse data matrix ``X`` with the operations the solvers need.
+
+    Dense ``X`` is used as it is, with a transposed view. Any sparse layout is
+    converted to CSR and its transpose is materialised once as a CSR tensor,
+    so that both ``X @ Y`` and ``X^T @ Y`` are sparse-times-dense products
+    (torch multiplies CSR from the left only).
+
+    Parameters
+    ----------
+    X : Tensor of shape (n_rows, n_cols)
+        Dense (strided) or sparse (COO, CSR, CSC) matrix.
+    Xt : Tensor of shape (n_cols, n_rows) or None, default=None
+        Its transpose, when already at hand (:attr:`T`).
+
+    Attributes
+    ----------
+    X : Tensor
+        ``X``, dense or CSR.
+    sparse : bool
+    shape : tuple of int
+    """
+
+    def __init__(self, X, Xt=None):
+        if X.layout not in (torch.strided, torch.sparse_csr):
+            X = X.to_sparse_csr()
+        self.X, self._Xt = X, Xt
+        self.sparse = X.layout != torch.strided
+        self.shape = tuple(X.shape)
+
+    @property
+    def Xt(self):
+        """``X^T``: a view (dense) or a CSR copy made at first use (sparse)."""
+        if self._Xt is None:
+            self._Xt = self.X.t().to_sparse_csr() if self.sparse else self.X.mT
+        return self._Xt
+
+    @property
+    def T(self):
+        """The operator of ``X^T`` (no copy)."""
+        return DataOperator(self.Xt, self.X)
+
+    # -- products ---------------------------------------------------------
+    def __matmul__(self, Y):
+        """``X @ Y`` for a dense ``Y`` of shape ``(n_cols, r)``."""
+        return self.X @ Y
+
+    def rmatmul(self, Y):
+        """``X^T @ Y`` for a dense ``Y`` of shape ``(n_rows, r)``.
+
+        For a dense ``X`` it is computed as ``(Y^T @ X)^T``, which reads ``X``
+        in its memory order (the faster GEMM layout on CPU).
+        """
+        if not self.sparse:
+            return (Y.mT @ self.X).mT
+        return self.Xt @ Y
+
+    def atoms_product_t(self, H):
+        """``(X H^T)^T``, the atoms' cross term of the codes' update, as a
+        contiguous ``(k, n_rows)`` tensor (for a dense ``X``, ``H @ X^T``,
+        whose rows the HALS sweeps read contiguously)."""
+        if not self.sparse:
+            return H @ self.X.mT
+        return (self.X @ H.mT).mT.contiguous()
+
+    def codes_product(self, Wt):
+        """``W^T X``, the codes' cross term of the atoms' update, as a
+        contiguous ``(k, n_cols)`` tensor from the transposed codes ``Wt``."""
+        if not self.sparse:
+            return Wt @ self.X
+        return (self.Xt @ Wt.mT).mT.contiguous()
+
+    # -- row access -------------------------------------------------------
+    def row_blocks(self, width=None):
+        """Split ``X`` into row blocks of about :data:`BLOCK_ELEMS` dense
+        entries (``width`` columns each, default ``n_cols``).
+
+        Returns a list of ``(slice, block)``; a block is a view of a dense
+        ``X`` or a CSR tensor of rows of a sparse ``X`` (see :func:`dense`).
+        The block boundaries of a sparse ``X`` are read once here (host syncs
+        at setup, none in the iterations).
+        """
+        n, m = self.shape
+        rows = max(1, BLOCK_ELEMS // max(width or m, 1))
+        slices = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+        if not self.sparse:
+            return [(sl, self.X[sl]) for sl in slices]
+        crow, col, val = self.X.crow_indices(), self.X.col_indices(), self.X.values()
+        bounds = crow[[sl.start for sl in slices] + [n]].tolist()
+        return [
+            (
+                sl,
+                torch.sparse_csr_tensor(
+                    crow[sl.start : sl.stop + 1] - bounds[j],
+                    col[bounds[j] : bounds[j + 1]],
+                    val[bounds[j] : bounds[j + 1]],
+                    size=(sl.stop - sl.start, m),
+                    check_invariants=False,
+                ),
+            )
+            for j, sl in enumerate(slices)
+        ]
+
+    def take_rows(self, idx):
+        """The operator of the rows ``idx`` (an index tensor) of ``X``."""
+        if not self.sparse:
+            return DataOperator(self.X[idx])
+        crow, col, val = self.X.crow_indices(), self.X.col_indices(), self.X.values()
+        counts = (crow[1:] - crow[:-1])[idx]
+        new_crow = torch.zeros(len(idx) + 1, dtype=crow.dtype, device=crow.device)
+        torch.cumsum(counts, 0, out=new_crow[1:])
+        offsets = torch.arange(
+            int(new_crow[-1]), device=crow.device
+        ) - torch.repeat_interleave(new_crow[:-1], counts)
+        pos = torch.repeat_interleave(crow[:-1][idx], counts) + offsets
+        return DataOperator(
+            torch.sparse_csr_tensor(
+                new_crow,
+                col[pos],
+                val[pos],
+                size=(len(idx), self.shape[1]),
+                check_invariants=False,
+            )
+        )
+
+    # -- reductions -------------------------------------------------------
+    def _row_sum_of(self, values, dtype):
+        """Sum per row of ``values`` given at the stored entries of a CSR
+        ``X``, accumulated in ``dtype``."""
+        crow = self.X.crow_indices()
+        rows = torch.repeat_interleave(
+            torch.arange(self.shape[0], device=crow.device), crow[1:] - crow[:-1]
+        )
+        out = torch.zeros(self.shape[0], dtype=dtype, device=crow.device)
+        return out.index_add_(0, rows, values.to(dtype))
+
+    def row_sq_norms(self):
+        """Squared L2 norm of every row, in float64."""
+        if not self.sparse:
+            return torch.linalg.vecdot(self.X, self.X).to(torch.float64)
+        return self._row_sum_of(self.X.values().to(torch.float64) ** 2, torch.float64)
+
+    def half_sq_norm(self):
+        """``0.5 ||X||_F^2`` as a 0-d float64 tensor."""
+        return 0.5 * self.row_sq_norms().sum()
+
+    def row_means(self):
+        """Mean of every row, in ``X``'s dtype."""
+        if not self.sparse:
+            return self.X.sum(1) / self.shape[1]
+        return self._row_sum_of(self.X.values(), self.X.dtype) / self.shape[1]
+
+    def mean(self):
+        """Mean of all entries (zeros included), a 0-d tensor in ``X``'s dtype."""
+        if not self.sparse:
+            return self.X.mean()
+        return self.X.values().sum() / (self.shape[0] * self.shape[1])
+
+
+def dense(block):
+    """A row block of :meth:`DataOperator.row_blocks` as a dense tensor."""
+    return block if block.layout == torch.strided else block.to_dense()
+
+
+def gram_half_sq_error(half_sq_X, P, V, Q, VVt=None):
+    """``0.5 ||X - U V||_F^2`` (float64) from Gram matrices: no ``n x m``
+    product.
+
+    Parameters
+    ----------
+    half_sq_X : Tensor
+        ``0.5 ||X||_F^2`` (float64).
+    P : Tensor of shape (k, m)
+        ``U^T X``.
+    V : Tensor of shape (k, m)
+    Q : Tensor of shape (k, k)
+        ``U^T U``.
+    VVt : Tensor of shape (k, k) or None, default=None
+        ``V V^T``, if already at hand.
+    """
+    VVt = V @ V.mT if VVt is None else VVt
+    cross = torch.linalg.vecdot(P.flatten(), V.flatten()).double()
+    quad = torch.linalg.vecdot(Q.flatten(), VVt.flatten()).double()
+    return half_sq_X - cross + 0.5 * quad
