@@ -1,5 +1,6 @@
 """Shallow sparse autoencoder: the ``nn.Module``, its initialisers and training loop."""
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -261,6 +262,35 @@ def make_optimizer(module, solver, learning_rate_init, momentum=0.9):
     raise ValueError(f"Unknown solver {solver!r}")
 
 
+_SOLVERS = {
+    torch.optim.Adam: "adam",
+    torch.optim.SGD: "sgd",
+    torch.optim.LBFGS: "lbfgs",
+}
+
+
+def copy_training_state(module, optimizer):
+    """Independent copies of ``module`` and of ``optimizer``, the copy
+    optimising the copied module from the same state (moments, step counts,
+    curvature pairs).
+
+    Training the copies leaves the originals as they were, so a call that
+    fails can be abandoned. (``copy.deepcopy`` of an L-BFGS optimiser loses
+    its parameter list; a new optimiser loading a deep copy of the state dict
+    does not.)
+    """
+    module_copy = copy.deepcopy(module)
+    defaults = optimizer.defaults
+    optimizer_copy = make_optimizer(
+        module_copy,
+        _SOLVERS[type(optimizer)],
+        defaults["lr"],
+        defaults.get("momentum", 0.9),
+    )
+    optimizer_copy.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    return module_copy, optimizer_copy
+
+
 @dataclass
 class History:
     """Training record carried across :func:`train` calls (``partial_fit``).
@@ -288,6 +318,16 @@ class History:
             self.stopping = NoImprovement(tol, n_iter_no_change)
         self.stopping.tol, self.stopping.patience = tol, n_iter_no_change
         return self.stopping
+
+
+def _weight_bound(dtype):
+    """Largest magnitude a trained weight may reach: the square root of the
+    dtype's largest number (1.3e154 in float64, 1.8e19 in float32).
+
+    The data the module sees lies in [-1, 1]; a weight beyond this bound is a
+    diverged step, and squaring it (L2 decay, Adam's second moment) overflows.
+    """
+    return math.sqrt(torch.finfo(dtype).max)
 
 
 @torch.no_grad()
@@ -396,12 +436,18 @@ def train(
     rows, indexed by a slice or an index tensor, come back as tensors: only
     the mini-batch being used is then in memory.
 
-    The only host synchronisation is once per epoch. Returns ``history``,
-    updated.
+    The only host synchronisation is once per epoch. An objective that is not
+    finite, or weights out of :func:`_weight_bound` (NaN included), at the
+    end of an epoch raise ``FloatingPointError``; ``module``, ``optimizer``
+    and ``history`` are then left part-way (train copies when the caller must
+    keep the originals, see :func:`copy_training_state`). Returns
+    ``history``, updated.
     """
     n = X.shape[0]
     batch_size = max(1, min(batch_size, n))
     stopping = history.stopping_rule(tol, n_iter_no_change)
+    params = list(module.parameters())
+    bound = _weight_bound(X.dtype)
     t0 = time.perf_counter()
     for _ in range(1 if incremental else max_iter):
         if solver == "lbfgs":
@@ -409,10 +455,20 @@ def train(
         else:
             perm = randperm(n, generator, device=X.device) if shuffle else None
             stats = _run_epoch(module, optimizer, objective, X, batch_size, perm)
-        loss, rec, act = stats.tolist()
+        # One host synchronisation for the statistics and the weights' check:
+        # a step can throw the weights out of range with a finite objective
+        # (the last one of the epoch, or saturated sigmoids).
+        in_range = torch.stack([(p.abs() <= bound).all() for p in params])
+        stats = torch.cat([stats, in_range.all().to(stats.dtype).reshape(1)])
+        loss, rec, act, weights_ok = stats.tolist()
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"The training objective became {loss} at epoch {history.n_iter + 1}."
+            )
+        if not weights_ok:
+            raise FloatingPointError(
+                f"The weights left the range [-{bound:.3g}, {bound:.3g}] at "
+                f"epoch {history.n_iter + 1}."
             )
         history.n_iter += 1
         history.loss_curve.append(loss)
