@@ -1,7 +1,9 @@
 """The NonnegativeSparseAutoencoder estimator."""
 
+import copy
 import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from .._core._autoencoder import (
     History,
     Objective,
     SparseAutoencoder,
+    copy_training_state,
     initialize_autoencoder,
     make_optimizer,
     reconstruction_mse,
@@ -47,6 +50,52 @@ _PARAMS = {
 }
 
 
+class _TrainingData(NamedTuple):
+    """What :meth:`NonnegativeSparseAutoencoder._training_data` prepares."""
+
+    #: ``X / scale`` as a tensor, or :class:`MemmapRows` (maybe scaled).
+    X: object
+    #: ``input_scale_`` of the fit.
+    scale: float
+    #: Largest absolute value of this ``X``.
+    peak: float
+    device: torch.device
+    generator: torch.Generator
+
+
+class _ScaledRows:
+    """The rows of a :class:`MemmapRows`, divided by ``scale`` as they are
+    read (the same interface: ``shape``, ``dtype``, ``device``, ``numel``,
+    ``mean``, indexing, ``subset`` and ``head``)."""
+
+    def __init__(self, rows, scale):
+        self._rows, self._scale = rows, scale
+        self.shape, self.dtype, self.device = rows.shape, rows.dtype, rows.device
+
+    def numel(self):
+        return self._rows.numel()
+
+    def mean(self, dim=0):
+        return self._rows.mean(dim) / self._scale
+
+    def __getitem__(self, key):
+        return self._rows[key] / self._scale
+
+    def subset(self, idx):
+        return _ScaledRows(self._rows.subset(idx), self._scale)
+
+    def head(self, n):
+        return self._rows.head(n) / self._scale
+
+
+def _copy_generator(generator):
+    """A new generator in the state of ``generator`` (drawing from it leaves
+    ``generator`` as it was)."""
+    out = torch.Generator(device=generator.device)
+    out.set_state(generator.get_state())
+    return out
+
+
 class NonnegativeSparseAutoencoder(PartBase):
     """Shallow autoencoder with non-negative decoder atoms and a sparse code.
 
@@ -62,18 +111,19 @@ class NonnegativeSparseAutoencoder(PartBase):
 
     .. math::
 
-        h = \\sigma(x W_e^\\top + b_e), \\qquad
-        \\hat x = g(h W_d + b_d),
+        h = \\sigma(x W_e^\\top / s + b_e), \\qquad
+        \\hat x = s \\, g(h W_d + b_d),
 
     with :math:`W_e, W_d` of shape ``(n_components, n_features)`` (``W_d`` is
     ``components_``, ``W_e`` is ``encoder_components_``), :math:`\\sigma` the
-    logistic sigmoid and :math:`g` the ``decoder_activation``. On a batch
-    :math:`B` of :math:`n_B` samples of :math:`m` features it minimises
+    logistic sigmoid, :math:`g` the ``decoder_activation`` and :math:`s` the
+    data scale ``input_scale_`` (below). On a batch :math:`B` of :math:`n_B`
+    samples of :math:`m` features it minimises
 
     .. math::
 
         J = \\frac{1}{n_B m} \\sum_{i \\in B} \\sum_{f=1}^{m}
-            \\ell(\\hat x_{if}, x_{if})
+            \\ell(\\hat x_{if} / s, x_{if} / s)
           + \\beta \\sum_{j=1}^{k} S(p, t_j)
           + \\frac{\\lambda}{2} \\sum_{W \\in \\mathcal{C}} \\sum_{j, f}
             \\phi(W_{jf}),
@@ -100,6 +150,17 @@ class NonnegativeSparseAutoencoder(PartBase):
     :math:`\\sqrt{w^2 + \\epsilon} - \\sqrt{\\epsilon} + w^2` (``"l1_l2"``).
     With ``nonnegativity="projection"`` the weights in :math:`\\mathcal{C}`
     are instead clipped to :math:`\\ge 0` after every step.
+
+    **Scale of the data.** :math:`s` is the largest absolute value of the
+    data the weights were initialised on (by ``fit`` without ``warm_start``
+    or the first ``partial_fit``; 1 if it is all zero): the model is trained on
+    ``X / s``, whose entries lie in [-1, 1], so the results do not depend on
+    the scale of ``X``. Fitting ``c * X`` gives the same codes, weights and
+    ``loss_curve_`` as fitting ``X`` (up to rounding), and
+    :meth:`inverse_transform` returns ``c`` times the reconstruction. Data in
+    [0, 1] whose largest value is 1 (images divided by 255, binary data) has
+    :math:`s = 1`. A single outlier sets the scale: clip or scale such data
+    beforehand. :meth:`partial_fit` fixes :math:`s` at its first call.
 
     **Scale of** ``sparsity_weight``. Because the reconstruction term is a mean
     over features, :math:`\\beta` here equals :math:`2 \\beta' / m` for the
@@ -176,7 +237,7 @@ class NonnegativeSparseAutoencoder(PartBase):
         Improvement of the training objective (or of the validation score with
         ``early_stopping``) below which an epoch counts as no improvement.
         The objective is a mean over features, so this is an absolute change
-        in mean squared error per entry.
+        in mean squared error per entry of ``X / input_scale_``.
     n_iter_no_change : int, default=10
         Training stops after more than this many consecutive epochs without an
         improvement by ``tol``.
@@ -210,11 +271,15 @@ class NonnegativeSparseAutoencoder(PartBase):
         Encoder bias :math:`b_e`.
     decoder_intercept_ : ndarray of shape (n_features,)
         Decoder bias :math:`b_d`.
+    input_scale_ : float
+        Data scale :math:`s`: the largest absolute value of the data the
+        weights were initialised on, 1.0 if it was all zero.
     loss_curve_ : list of float
-        Mean training objective of every epoch.
+        Mean training objective of every epoch (on ``X / input_scale_``).
     validation_scores_ : list of float or None
-        Validation score (negative reconstruction MSE) after every epoch with
-        ``early_stopping``, else None.
+        Validation score (negative reconstruction MSE of
+        ``X / input_scale_``) after every epoch with ``early_stopping``, else
+        None.
     best_validation_score_ : float or None
         Best validation score with ``early_stopping``, else None.
     best_loss_ : float or None
@@ -254,6 +319,11 @@ class NonnegativeSparseAutoencoder(PartBase):
     sequentially. With ``weight_init="nmf"`` or ``"nmf_identity"`` the
     starting factorisation uses the first 10 000 rows, and ``solver="lbfgs"``
     (full-batch) loads the data.
+
+    A call to :meth:`fit` or :meth:`partial_fit` that raises (invalid data, a
+    diverged training, an interrupt) leaves the estimator as it was before
+    the call. The fitted arrays are copies: a later call never changes an
+    array already read from the estimator.
 
     Fitted state is stored as NumPy arrays; the torch module is rebuilt on
     demand, so a model fitted on a GPU pickles and loads on a machine without
@@ -403,26 +473,23 @@ class NonnegativeSparseAutoencoder(PartBase):
             nonnegative_encoder=bool(self.nonnegative_encoder),
         )
 
-    def _check_params_vs_input(self, X, bounds=None):
-        """Check the data against ``loss`` and ``weight_init``; ``bounds`` is
-        ``(min, max)`` of ``X`` when it was computed already (streamed)."""
+    def _check_params_vs_input(self, low, high):
+        """Check the data, whose entries lie in ``[low, high]``, against
+        ``loss`` and ``weight_init``."""
         name = type(self).__name__
-        if bounds is None and X.size:
-            bounds = (X.min(), X.max())
         if self.loss == "bce":
             if self.decoder_activation != "sigmoid":
                 raise ValueError(
                     f"{name}: loss='bce' needs decoder_activation='sigmoid', got "
                     f"decoder_activation={self.decoder_activation!r}."
                 )
-            if bounds is not None and (bounds[0] < 0 or bounds[1] > 1):
+            if low < 0 or high > 1:
                 raise ValueError(
                     f"{name}: loss='bce' needs data in [0, 1]; input X has values "
-                    f"in [{bounds[0]:.3g}, {bounds[1]:.3g}]. Scale X (e.g. with "
+                    f"in [{low:.3g}, {high:.3g}]. Scale X (e.g. with "
                     "MinMaxScaler) or use loss='mse'."
                 )
-        nmf_init = self.weight_init in ("nmf", "nmf_identity")
-        if nmf_init and bounds is not None and bounds[0] < 0:
+        if self.weight_init in ("nmf", "nmf_identity") and low < 0:
             raise ValueError(
                 f"Negative values in data passed to {name} (input X): "
                 f"weight_init={self.weight_init!r} needs non-negative data."
@@ -449,33 +516,51 @@ class NonnegativeSparseAutoencoder(PartBase):
         return module
 
     def _fit(self, X, *, incremental):
-        """``fit``, or one epoch of ``partial_fit`` when ``incremental``."""
+        """``fit``, or one epoch of ``partial_fit`` when ``incremental``.
+
+        A call that raises (invalid data, divergence, an interrupt, a
+        ``ConvergenceWarning`` turned into an error) leaves the estimator as
+        it was: the body trains copies of the module, the optimiser state,
+        the training record and the generator, and on any exception the
+        estimator's attributes are put back as they were before the call.
+        """
         if incremental and self.early_stopping:
             raise ValueError(
                 f"{type(self).__name__}.partial_fit does not support "
                 "early_stopping=True; use fit."
             )
+        before = dict(self.__dict__)
+        try:
+            self._fit_body(X, incremental=incremental)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit_body(self, X, *, incremental):
+        """The work of :meth:`_fit`, which undoes it when it raises."""
         first_call = not hasattr(self, "components_")
-        # A partial_fit after a fit or partial_fit of this session keeps the
-        # module, the optimiser state, the training record and the generator.
+        # A partial_fit after a fit or partial_fit of this session continues
+        # from the module, the optimiser state, the training record and the
+        # generator (copies of them, kept only if the call succeeds).
         continuing = incremental and not first_call and hasattr(self, "_module")
         # partial_fit and warm_start start from the fitted weights.
         resume = not first_call and (incremental or self.warm_start)
-        Xt, device, generator = self._training_data(
-            X, reset=not resume, continuing=continuing
-        )
+        data = self._training_data(X, resume=resume, continuing=continuing)
         objective = self._objective()
         if continuing:
-            module, optimizer, history = self._module, self._optimizer, self._history
+            module, optimizer = copy_training_state(self._module, self._optimizer)
+            history = copy.deepcopy(self._history)
         else:
             module = self._starting_module(
-                Xt, device, generator, objective, resume=resume
+                data.X, data.device, data.generator, objective, resume=resume
             )
             optimizer = make_optimizer(
                 module, self.solver, self.learning_rate_init, self.momentum
             )
             history = self._starting_history(incremental=incremental, resume=resume)
-        X_train, X_val = self._validation_split(Xt, generator)
+        X_train, X_val = self._validation_split(data.X, data.generator)
         self._train(
             module,
             optimizer,
@@ -483,55 +568,70 @@ class NonnegativeSparseAutoencoder(PartBase):
             X_train,
             X_val=X_val,
             history=history,
-            generator=generator,
+            data=data,
             incremental=incremental,
         )
+        reconstruction_err = (
+            reconstruction_mse(module, data.X) * data.scale * data.scale
+        )
+        # Commit: nothing of the estimator has changed before this point
+        # (except what validation and the device setup set, undone on error).
         self._module, self._optimizer, self._history = module, optimizer, history
-        self._store(module, history)
-        self.reconstruction_err_ = reconstruction_mse(module, Xt)
+        self._device, self._generator = data.device, data.generator
+        self._store(module, history, data.scale)
+        self.reconstruction_err_ = reconstruction_err
         if not incremental and not history.converged:
             warnings.warn(
                 f"{type(self).__name__}: maximum number of epochs {self.max_iter} "
                 "reached and the optimisation has not converged yet. Increase "
                 "max_iter to improve convergence.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self
 
-    def _training_data(self, X, *, reset, continuing):
-        """Validate ``X``; return it as a training tensor, with the device and
-        the generator of the fit.
+    def _training_data(self, X, *, resume, continuing):
+        """Validate ``X``; return it as a :class:`_TrainingData`.
 
-        A ``numpy.memmap`` is validated chunk by chunk and wrapped in
+        The training tensor holds ``X / input_scale_``: the largest absolute
+        value of ``X`` on a new fit, the stored scale when resuming. A
+        ``numpy.memmap`` is validated chunk by chunk and wrapped in
         :class:`MemmapRows`, which reads the rows of each mini-batch when it is
         drawn, so the data is never loaded whole; except with L-BFGS, which is
-        full-batch. ``continuing`` keeps the device, dtype and generator of the
-        session's module; otherwise they are resolved afresh.
+        full-batch. ``continuing`` keeps the device and dtype of the session's
+        module and a copy of its generator; otherwise they are resolved afresh.
         """
         streamed = isinstance(X, np.memmap) and streamable(X) and self.solver != "lbfgs"
         if streamed:
-            X_dtype, mean, *bounds = scan_memmap(self, X, reset=reset)
-            self._check_params_vs_input(X, bounds)
+            X_dtype, mean, low, high = scan_memmap(self, X, reset=not resume)
         else:
-            X = self._validate_X(X, reset=reset)
-            self._check_params_vs_input(X)
+            X = self._validate_X(X, reset=not resume)
+            low, high = float(X.min()), float(X.max())
             X_dtype = X.dtype
+        self._check_params_vs_input(low, high)
+        peak = max(abs(low), abs(high))
+        scale = self.input_scale_ if resume else (peak if peak > 0 else 1.0)
         if continuing:
-            device, generator = self._device, self._generator
+            device, generator = self._device, _copy_generator(self._generator)
             dtype = self._module.decoder_weight.dtype
         else:
             device, generator = self._fit_setup()
             dtype = resolve_dtype(X_dtype)
-        if not streamed:
-            return to_tensor(X, device=device, dtype=dtype), device, generator
-        Xt = MemmapRows(
-            X,
-            dtype=np.float32 if dtype == torch.float32 else np.float64,
-            device=device,
-            mean=torch.from_numpy(mean).to(device=device, dtype=dtype),
-        )
-        return Xt, device, generator
+        if streamed:
+            Xt = MemmapRows(
+                X,
+                dtype=np.float32 if dtype == torch.float32 else np.float64,
+                device=device,
+                mean=torch.from_numpy(mean).to(device=device, dtype=dtype),
+            )
+            if scale != 1.0:
+                Xt = _ScaledRows(Xt, scale)
+        else:
+            Xt = to_tensor(X, device=device, dtype=dtype)
+            if scale != 1.0 and Xt.device.type == "cpu":
+                Xt = Xt / scale  # Xt may share the caller's memory
+            elif scale != 1.0:
+                Xt.div_(scale)  # a copy on the device already
+        return _TrainingData(Xt, scale, peak, device, generator)
 
     def _starting_module(self, Xt, device, generator, objective, *, resume):
         """The module training starts from: the fitted weights when resuming,
@@ -543,7 +643,7 @@ class NonnegativeSparseAutoencoder(PartBase):
             return self._module_from_attributes(device, Xt.dtype)
         module = self._build_module(Xt.shape[1], Xt.dtype, device)
         X_init = Xt
-        if isinstance(Xt, MemmapRows) and self.weight_init in ("nmf", "nmf_identity"):
+        if not torch.is_tensor(Xt) and self.weight_init in ("nmf", "nmf_identity"):
             X_init = Xt.head(_STREAMED_NMF_INIT_ROWS)
         initialize_autoencoder(module, X_init, self.weight_init, generator=generator)
         objective.project(module)
@@ -573,15 +673,15 @@ class NonnegativeSparseAutoencoder(PartBase):
                 "number of samples."
             )
         perm = randperm(Xt.shape[0], generator, device=Xt.device)
-        if isinstance(Xt, MemmapRows):
+        if not torch.is_tensor(Xt):
             return Xt.subset(perm[n_val:]), Xt.subset(perm[:n_val])
         return Xt[perm[n_val:]], Xt[perm[:n_val]]
 
     def _train(
-        self, module, optimizer, objective, X, *, X_val, history, generator, incremental
+        self, module, optimizer, objective, X, *, X_val, history, data, incremental
     ):
         """Run :func:`train` with the estimator's settings; a diverged
-        objective is reported as ``ValueError``."""
+        objective is reported as ``ValueError`` saying what to change."""
         try:
             train(
                 module,
@@ -596,20 +696,49 @@ class NonnegativeSparseAutoencoder(PartBase):
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
                 shuffle=self.shuffle,
-                generator=generator,
+                generator=data.generator,
                 verbose=self.verbose,
                 incremental=incremental,
             )
         except FloatingPointError as exc:
-            raise ValueError(
-                f"{type(self).__name__}: training diverged ({exc}). Decrease "
-                "learning_rate_init or the penalty weights."
-            ) from exc
+            raise self._diverged(str(exc), data) from exc
+        except RuntimeError as exc:
+            # torch refuses an update that the dtype cannot hold (the step
+            # size of a huge learning_rate_init in float32, say).
+            if "without overflow" not in str(exc):
+                raise
+            reason = f"an update overflowed {str(X.dtype).replace('torch.', '')}"
+            raise self._diverged(reason, data) from exc
 
-    def _store(self, module, history):
-        """Store the trained weights and the training record as attributes."""
+    def _diverged(self, reason, data):
+        """The ``ValueError`` reporting a diverged training, with the advice."""
+        advice = (
+            "Decrease learning_rate_init or the penalty weights "
+            "(sparsity_weight, decay_weight)."
+        )
+        if data.peak > data.scale:
+            # Only when resuming: a new fit scales X to at most 1.
+            advice = (
+                f"X has values up to {data.peak:.3g} in absolute value, "
+                f"{data.peak / data.scale:.3g} times input_scale_="
+                f"{data.scale:.3g}, the largest of the data the weights were "
+                "initialised on: scale X as that data was scaled, or fit a "
+                f"new model. Otherwise: {advice[0].lower()}{advice[1:]}"
+            )
+        return ValueError(
+            f"{type(self).__name__}: training diverged ({reason}) and the "
+            f"estimator was left as it was before this call. {advice}"
+        )
+
+    def _store(self, module, history, scale):
+        """Store the trained weights and the training record as attributes.
+
+        The arrays are copies: a later ``partial_fit`` never changes an array
+        that the user holds.
+        """
         for pname, attr in _PARAMS.items():
-            setattr(self, attr, to_numpy(getattr(module, pname)))
+            setattr(self, attr, to_numpy(getattr(module, pname)).copy())
+        self.input_scale_ = scale
         self.n_components_ = self.components_.shape[0]
         self.loss_curve_ = list(history.loss_curve)
         self.n_iter_ = history.n_iter
@@ -646,8 +775,10 @@ class NonnegativeSparseAutoencoder(PartBase):
     def partial_fit(self, X, y=None):
         """One pass (epoch) of training over ``X``, continuing from the last call.
 
-        The first call initialises the weights; later calls keep the weights,
-        the optimiser state and the random generator.
+        The first call initialises the weights and fixes ``input_scale_``;
+        later calls keep the weights, the optimiser state and the random
+        generator, so data of every call should be on the scale of the first.
+        A call that raises leaves the estimator as it was.
 
         Parameters
         ----------
@@ -693,6 +824,8 @@ class NonnegativeSparseAutoencoder(PartBase):
         dtype = resolve_dtype(X.dtype)
         module = self._inference_module(dtype)
         Xt = to_tensor(X, device=module.decoder_weight.device, dtype=dtype)
+        if self.input_scale_ != 1.0:
+            Xt = Xt / self.input_scale_
         with torch.no_grad():
             return to_numpy(module.encode(Xt))
 
@@ -716,9 +849,11 @@ class NonnegativeSparseAutoencoder(PartBase):
     def _decode(self, codes, components):
         z = codes @ components + self.decoder_intercept_.astype(codes.dtype)
         if self.decoder_activation == "sigmoid":
-            return expit(z)
-        if self.decoder_activation == "relu":
-            return np.maximum(z, 0)
+            z = expit(z)
+        elif self.decoder_activation == "relu":
+            z = np.maximum(z, 0)
+        if self.input_scale_ != 1.0:
+            z *= self.input_scale_
         return z
 
     def score(self, X, y=None):
@@ -738,7 +873,9 @@ class NonnegativeSparseAutoencoder(PartBase):
         """
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
-        X_hat = self.inverse_transform(self.transform(X))
+        # The codes of the validated array, not transform(X): that would check
+        # the feature names again, on an array that has none.
+        X_hat = self.inverse_transform(self._encode(X))
         return -float(np.mean((np.asarray(X, dtype=np.float64) - X_hat) ** 2))
 
     # -- persistence -----------------------------------------------------------
