@@ -1,8 +1,11 @@
 """Sphinx configuration of the skpart documentation."""
 
 import os
+import re
 import sys
 from pathlib import Path
+
+from docutils import nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -20,6 +23,9 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # Ships MathJax and points the pages at the copy in _static/mathjax, so the
+    # maths renders without a network (the default loads MathJax from a CDN).
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -32,7 +38,9 @@ html_static_path = ["_static"]
 html_title = f"skpart {release}"
 
 autosummary_generate = True
-autodoc_default_options = {"members": True}
+# Inherited members too: get_params, set_params, set_output,
+# get_feature_names_out and inverse_transform come from base classes.
+autodoc_default_options = {"members": True, "inherited-members": True}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
@@ -60,3 +68,28 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "within_subsection_order": "FileNameSortKey",
 }
+
+
+def _inherited_sklearn_refs_as_text(app, env, node, contnode):
+    """Print the labels that sklearn's inherited docstrings cite as plain text.
+
+    ``set_output`` and ``get_metadata_routing`` come from scikit-learn with
+    ``:ref:`` links into scikit-learn's own user guide. Intersphinx resolves them
+    online; an offline build has no inventory, so they become text instead of
+    failing ``-W``. Only references from scikit-learn's docstrings are touched.
+    """
+    if node.get("refdomain") != "std" or node.get("reftype") != "ref":
+        return None
+    if "docstring of sklearn." not in (node.source or ""):
+        return None
+    example = re.fullmatch(
+        r"sphx_glr_auto_examples_.*?(plot_\w+\.py)", node["reftarget"]
+    )
+    if example and not node.get("refexplicit"):
+        return nodes.Text(f"scikit-learn's example {example[1]}")
+    return contnode
+
+
+def setup(app):
+    if not intersphinx_mapping:
+        app.connect("missing-reference", _inherited_sklearn_refs_as_text)

@@ -129,18 +129,27 @@ skpart_run = existing_script(NMF)
 
 runs = {"sklearn.decomposition.NMF": sklearn_run, "skpart.SparseNMF": skpart_run}
 keys = ["fit_transform s", "n_iter_", "reconstruction_err_", "test MSE", "SVC accuracy"]
+formats = {"fit_transform s": ".1f", "n_iter_": "d", "reconstruction_err_": ".1f"}
+formats.update({"test MSE": ".5f", "SVC accuracy": ".3f"})
 print(f"{'':26s}" + "".join(f"{key:>21s}" for key in keys))
 for label, run in runs.items():
-    print(f"{label:26s}" + "".join(f"{run[key]:21.5g}" for key in keys))
+    print(f"{label:26s}" + "".join(f"{run[key]:21{formats[key]}}" for key in keys))
 speed_up = sklearn_run["fit_transform s"] / skpart_run["fit_transform s"]
 print(f"speed-up of fit_transform: {speed_up:.2f}x")
 
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
 labels = ["sklearn NMF", "SparseNMF"]
-for ax, key in zip(axes, ["fit_transform s", "reconstruction_err_", "SVC accuracy"]):
+# The bars carry the numbers as the table above rounds them, so that a caption
+# can quote them.
+panels = {
+    "fit_transform s": "%.1f",
+    "reconstruction_err_": "%.1f",
+    "SVC accuracy": "%.3f",
+}
+for ax, (key, fmt) in zip(axes, panels.items()):
     values = [run[key] for run in runs.values()]
     bars = ax.bar(labels, values, color=["tab:gray", "tab:blue"])
-    ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    ax.bar_label(bars, fmt=fmt, fontsize=8)
     ax.set_title(key, fontsize=10)
     ax.set_ylim(0, max(values) * 1.2)
 fig.suptitle(f"The same script with each class ({name}, k = {k})")

@@ -25,13 +25,24 @@ FIGURES = {
 }
 
 
+# Examples that need an optional package beyond matplotlib, and the extra that
+# installs it.
+NEEDS = {"plot_dask_search.py": ("distributed", "dask")}
+
+
 def test_every_example_is_listed():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(FIGURES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FIGURES))
 def test_example_runs(name, tmp_path):
-    pytest.importorskip("matplotlib")
+    pytest.importorskip("matplotlib", reason="the examples need matplotlib")
+    if name in NEEDS:
+        module, extra = NEEDS[name]
+        pytest.importorskip(
+            module, reason=f"{name} needs {module} (pip install 'skpart[{extra}]')"
+        )
     env = {
         key: value
         for key, value in os.environ.items()
@@ -52,6 +63,8 @@ def test_example_runs(name, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert "digits" in result.stdout  # the fallback data set, not MNIST
+    # A clean run: no warning (convergence or other) on stderr.
+    assert "Warning" not in result.stderr, result.stderr[-4000:]
     for figure in FIGURES[name]:
         path = tmp_path / figure
         assert path.is_file(), f"{name} did not save {figure}"
