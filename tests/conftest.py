@@ -1,4 +1,4 @@
-"""Shared fixtures (random data, digits, MNIST subsets) and the slow marks."""
+"""Shared fixtures: random data, digits and MNIST subsets."""
 
 import os
 from pathlib import Path
@@ -65,36 +65,3 @@ def mnist_test_1000():
 
     X, y = load_mnist(data_home=home, split="test", download=False)
     return X[:1000], y[:1000]
-
-
-#: Slow end-to-end tests in modules that do not mark them themselves, by module
-#: and function name: ``-m "not slow"`` leaves them out (CI runs everything).
-#: Each takes 10 s or more on a busy 2-core machine. The examples are marked in
-#: test_examples.py.
-SLOW_TESTS = {
-    "test_distributed.py": ["test_grid_search_on_local_dask_cluster"],
-    "test_online.py": [
-        "test_online_error_close_to_full_batch",
-        "test_memmap_same_result_as_array",
-        "test_multilayer_online_close_to_sequential_pass",
-    ],
-    "test_sparse_nmf.py": ["test_default_settings_do_as_well_as_sklearn"],
-}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Mark the tests of ``SLOW_TESTS`` slow, before ``-m`` selects."""
-    for item in items:
-        names = SLOW_TESTS.get(item.path.name)
-        if not names:
-            continue
-        # A renamed test must not drop out of the list unnoticed.
-        missing = [name for name in names if not hasattr(item.module, name)]
-        if missing:
-            raise pytest.UsageError(
-                f"conftest.SLOW_TESTS names {missing} in {item.path.name}, "
-                "which has no such test: update the list."
-            )
-        if getattr(item, "originalname", item.name) in names:
-            item.add_marker(pytest.mark.slow)

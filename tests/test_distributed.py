@@ -41,6 +41,7 @@ def _torch_threads():
     return torch.get_num_threads()
 
 
+@pytest.mark.slow
 def test_grid_search_on_local_dask_cluster(digits):
     search, X, y = _search(digits)
     with (

@@ -64,6 +64,7 @@ def memmap_of(tmp_path):
 
 
 # -- SparseNMF ----------------------------------------------------------------
+@pytest.mark.slow
 def test_online_error_close_to_full_batch(digits_split):
     X_train, X_test = digits_split
     full = SparseNMF(16, max_iter=200, random_state=0).fit(X_train)
@@ -114,6 +115,7 @@ def test_partial_fit_chunks_equal_one_pass_of_fit(digits_split):
     assert streamed.n_steps_ == fitted.n_steps_ == 4
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_memmap_same_result_as_array(digits_split, memmap_of):
     X = digits_split[0].astype(np.float32)
@@ -204,6 +206,7 @@ def test_release_pages_keeps_the_data(memmap_of):
 
 
 # -- MultilayerNMF -------------------------------------------------------------
+@pytest.mark.slow
 def test_multilayer_online_close_to_sequential_pass(digits_split):
     X_train, X_test = digits_split
     stacked = MultilayerNMF((16, 8), fine_tune_iter=0, random_state=0).fit(X_train)

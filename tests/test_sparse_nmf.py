@@ -60,6 +60,7 @@ def test_same_error_as_sklearn(X_lowrank, solver, sparse_input):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_components", [16, 32])
 def test_default_settings_do_as_well_as_sklearn(digits, n_components):
     # The drop-in promise at the default tol and max_iter: SparseNMF stops
