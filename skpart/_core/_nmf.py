@@ -209,11 +209,13 @@ def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
     of ``"mu"``) and, without constraints, scikit-learn's test of its
     coordinate descent also holds (:class:`ViolationRatio`): the
     extrapolated sweeps shrink the violation long before the error settles,
-    so the violation test alone stops too early.
+    so the violation test alone stops too early. Returns ``(W, H, n_iter,
+    converged)``.
     """
     start_time = time.time()
     run = ExtrapolatedHALS(op, W, H, **state)
     plateau, ratio = None, ViolationRatio(tol)
+    converged = False
     for n_iter in range(1, max_iter + 1):
         check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
         violation = run.iterate(n_iter, check and not run.constrained)
@@ -226,6 +228,7 @@ def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
             _print_epoch(n_iter, start_time, run.error)
         if run.constrained:
             if slow:
+                converged = True
                 break
             continue
         done = ratio(float(violation))
@@ -234,10 +237,11 @@ def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
         if ratio.first == 0 or (done and slow):
             if verbose:
                 print("Converged at iteration", n_iter)
+            converged = True
             break
     if verbose:
         _print_epoch(n_iter, start_time)
-    return run.best[0].mT.contiguous(), run.best[1], n_iter
+    return run.best[0].mT.contiguous(), run.best[1], n_iter, converged
 
 
 def _print_epoch(n_iter, start_time, error=None):
@@ -295,10 +299,12 @@ class MultiplicativeFit:
 
 def _fit_multiplicative(op, W, H, *, max_iter, tol, verbose, **state):
     """:func:`fit_nmf` for ``solver="mu"``; stops on :class:`ErrorPlateau`
-    (scikit-learn's rule, which never stops on an initial error of 0)."""
+    (scikit-learn's rule, which never stops on an initial error of 0).
+    Returns ``(W, H, n_iter, converged)``."""
     start_time = time.time()
     run = MultiplicativeFit(op, W, H, **state)
     plateau = ErrorPlateau(tol, run.error(), stop_at_zero=False) if tol > 0 else None
+    converged = False
     for n_iter in range(1, max_iter + 1):
         run.iterate()
         if plateau is not None and n_iter % CHECK_EVERY == 0:
@@ -306,10 +312,11 @@ def _fit_multiplicative(op, W, H, *, max_iter, tol, verbose, **state):
             if verbose:
                 _print_epoch(n_iter, start_time, error)
             if plateau(error):
+                converged = True
                 break
     if verbose and tol == 0:
         _print_epoch(n_iter, start_time)
-    return run.Wt.mT.contiguous(), run.H, n_iter
+    return run.Wt.mT.contiguous(), run.H, n_iter, converged
 
 
 def fit_nmf(
@@ -330,6 +337,7 @@ def fit_nmf(
     shuffle=False,
     generator=None,
     verbose=0,
+    return_converged=False,
 ):
     """Alternating NMF ``X ~ W @ H`` from a starting point, optionally with
     Hoyer sparseness constraints.
@@ -373,6 +381,8 @@ def fit_nmf(
     generator : torch.Generator or None, default=None
         CPU generator for ``shuffle``.
     verbose : int, default=0
+    return_converged : bool, default=False
+        Also return whether the stopping rule ended the fit.
 
     Returns
     -------
@@ -380,6 +390,10 @@ def fit_nmf(
     H : Tensor of shape (n_components, n_features)
     n_iter : int
         Number of outer iterations done.
+    converged : bool
+        Whether the stopping rule ended the fit (``False``: it ran
+        ``max_iter`` iterations without the rule holding). Only returned
+        when ``return_converged`` is True.
     """
     beta = float(beta_loss)
     if (sparseness_W is not None or sparseness_H is not None) and beta != 2:
@@ -405,8 +419,10 @@ def fit_nmf(
     }
     run = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
     if solver == "cd":
-        return _fit_extrapolated(op, W, H, penalties=penalties, **state, **run)
-    return _fit_multiplicative(op, W, H, beta=beta, **state, **run)
+        out = _fit_extrapolated(op, W, H, penalties=penalties, **state, **run)
+    else:
+        out = _fit_multiplicative(op, W, H, beta=beta, **state, **run)
+    return out if return_converged else out[:3]
 
 
 class ActiveRows:

@@ -76,6 +76,7 @@ def minibatch_step(
     sparseness_W=None,
     sparseness_H=None,
     order=None,
+    balance=True,
 ):
     """One online NMF step on the mini-batch ``X`` (Frobenius loss).
 
@@ -88,7 +89,12 @@ def minibatch_step(
        warm-started from the current atoms: HALS sweeps (``solver="cd"``),
        one multiplicative update (``"mu"``), or Hoyer's projected gradient
        with the cone projection when ``sparseness_H`` is set, so every atom
-       keeps its target sparseness exactly.
+       keeps its target sparseness exactly. The atoms of components whose
+       codes vanished are left alone (:func:`update_atoms`).
+    4. With ``balance``, and when the objective does not depend on the
+       scale of the components (no penalty, no sparseness target of the
+       codes), every live atom is rescaled against its codes
+       (:func:`balance_atoms`), so that the atoms stay bounded.
 
     Parameters
     ----------
@@ -112,6 +118,8 @@ def minibatch_step(
         Hoyer sparseness of every code vector and of every atom.
     order : list of int or None, default=None
         Order of the components in the HALS sweeps (``None``: natural order).
+    balance : bool, default=True
+        Rescale the atoms against their codes after the update (step 4).
 
     Returns
     -------
@@ -146,6 +154,9 @@ def minibatch_step(
         sparseness_H=sparseness_H,
         order=order,
     )
+    penalised = l1_reg_W or l2_reg_W or l1_reg_H or l2_reg_H
+    if balance and sparseness_W is None and not penalised:
+        balance_atoms(state)
     objective = fit
     if l1_reg_W or l2_reg_W:
         penalty = l1_reg_W * W.sum() + 0.5 * l2_reg_W * W.square().sum()
@@ -167,7 +178,10 @@ def update_atoms(
 ):
     """Fold the batch ``(W, X)`` into the statistics and update the atoms.
 
-    Steps 2 and 3 of :func:`minibatch_step`.
+    Steps 2 and 3 of :func:`minibatch_step`. The atoms of dead components
+    (:func:`dead_components`) are left as they are: their statistics are
+    too small to tell an atom (dividing by a vanishing ``A[t, t]`` blows the
+    atom up), and the live atoms are updated without them.
 
     Returns
     -------
@@ -199,9 +213,11 @@ def update_atoms(
         order=order,
         step=state.step,
     )
-    H, _ = update(
-        H_old, state.A, state.B, n_inner_sweeps(op.shape[1], b, H_old.shape[0])
-    )
+    dead = dead_components(state.A)
+    A, B = live_statistics(state.A, state.B, dead)
+    H, _ = update(H_old, A, B, n_inner_sweeps(op.shape[1], b, H_old.shape[0]))
+    if dead is not None:
+        H = torch.where(dead.unsqueeze(1), H_old, H)
     state.H = H.contiguous()
     if sparseness_H is not None:
         state.step = update.step
@@ -209,6 +225,76 @@ def update_atoms(
     diff = torch.linalg.vector_norm(state.H - H_old)
     change = float(diff / norm) if float(norm) > 0 else 0.0
     return max(cost, 0.0), change
+
+
+def dead_components(A):
+    """The components whose codes have vanished from the statistics: a mask
+    of ``A[t, t] <= eps * max(diag(A))`` (``eps`` the machine epsilon of the
+    dtype), or None when every component is alive.
+
+    Their codes are then at the level of rounding errors of the others, and
+    the exact minimiser of their atom on the statistics divides rounding
+    errors by ``A[t, t]``: the atom grows by orders of magnitude at every
+    step. Before the first step (``A = 0``) every component is dead.
+    """
+    diag = torch.diagonal(A)
+    dead = diag <= torch.finfo(A.dtype).eps * diag.max()
+    return dead if bool(dead.any()) else None
+
+
+def live_statistics(A, B, dead):
+    """``A`` and ``B`` with the rows and columns of the ``dead`` components
+    zeroed (``A`` and ``B`` themselves when ``dead`` is None): the updates
+    leave a component with ``A[t, t] = 0`` alone, and the live atoms no
+    longer see the dead ones."""
+    if dead is None:
+        return A, B
+    live = (~dead).to(A.dtype)
+    return A * live.unsqueeze(1) * live.unsqueeze(0), B * live.unsqueeze(1)
+
+
+def balance_atoms(state):
+    """Rescale the atoms of ``state`` against their codes, in place.
+
+    The model ``W H`` does not change when component ``t`` has its atom
+    divided by ``d_t`` and its codes multiplied by it, and nothing in the
+    atoms' statistics fixes that scale: rounding and weakly used components
+    let it drift until atoms reach overflow (and float32 codes are NaN).
+    Every live atom is divided by the power of two ``d_t`` nearest to
+    ``sqrt(||H_t|| / sqrt(A[t, t]))``, so that its norm and the root mean
+    square of its codes agree within a factor of two; the atom of a dead
+    component (:func:`dead_components`, whose codes are about 0 and whose
+    scale is free) by the power of two that brings its norm nearest to the
+    root mean square norm of the balanced live atoms. The statistics become
+    those of the rescaled codes: ``A <- D A D``, ``B <- D B``. Powers of two
+    make this exact, and the objective of the atoms is unchanged. Only valid
+    when neither factor has a penalty and the codes have no sparseness
+    target (the codes' problem would change); a sparseness target of the
+    atoms is kept (a rescaled row keeps its sparseness), and so is the
+    projected gradient's step size (preconditioned by ``diag(A)``).
+
+    Returns
+    -------
+    d : Tensor of shape (k,)
+        The factors the atoms were divided by.
+    """
+    norms = torch.linalg.vector_norm(state.H, dim=1)
+    rms = torch.diagonal(state.A).clamp(min=0).sqrt()
+    dead = dead_components(state.A)
+    live = (norms > 0) & (rms > 0)
+    if dead is not None:
+        live = live & ~dead
+    target = torch.where(live, torch.sqrt(norms * rms), 0.0)
+    if dead is not None:
+        n_live = live.sum().clamp(min=1)
+        typical = torch.sqrt(target.square().sum() / n_live)
+        target = torch.where(dead & (norms > 0), typical, target)
+    ratio = torch.where(target > 0, norms / torch.where(target > 0, target, 1.0), 1.0)
+    d = torch.exp2(torch.round(torch.log2(ratio)))
+    state.H = (state.H / d.unsqueeze(1)).contiguous()
+    state.A = state.A * d.unsqueeze(1) * d.unsqueeze(0)
+    state.B = state.B * d.unsqueeze(1)
+    return d
 
 
 def multilayer_step(
@@ -228,6 +314,13 @@ def multilayer_step(
     the codes of layer ``l - 1`` just computed, so every layer's atoms follow
     the statistics of the codes streamed up to it (the online version of the
     layer-wise pass; there is no joint fine-tuning).
+
+    Then every layer whose components can be rescaled without changing a
+    constraint (no sparseness target of its codes nor of the next layer's
+    atoms) has its atoms rescaled against its codes (:func:`balance_atoms`),
+    first layer first; the codes of layer ``l`` are the input of layer
+    ``l + 1``, whose atoms and statistics ``B`` take the factors ``d`` on
+    their columns, so that ``H_L ... H_1`` does not change.
 
     Parameters
     ----------
@@ -265,13 +358,32 @@ def multilayer_step(
             tol=tol,
             sparseness_W=codes_targets[idx],
             sparseness_H=atoms_targets[idx],
+            balance=False,
         )
         cost, change = cost + c, max(change, d)
     C = effective_atoms([s.H for s in states])[-1]
     op = DataOperator(X)
     WtX = op.rmatmul(data).mT
     stack_cost = gram_half_sq_error(op.half_sq_norm(), WtX, C, data.mT @ data)
+    balance_layers(states, codes_targets, atoms_targets)
     return data, cost, change, max(float(stack_cost), 0.0)
+
+
+def balance_layers(states, codes_targets, atoms_targets):
+    """The rescaling of :func:`multilayer_step`: :func:`balance_atoms` on
+    every layer where no constraint forbids it, its factors passed on to the
+    columns of the next layer's atoms and statistics ``B``."""
+    for idx, state in enumerate(states):
+        last = idx + 1 == len(states)
+        if codes_targets[idx] is not None or (
+            not last and atoms_targets[idx + 1] is not None
+        ):
+            continue
+        d = balance_atoms(state)
+        if not last:
+            following = states[idx + 1]
+            following.H = (following.H * d).contiguous()
+            following.B = following.B * d
 
 
 def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):

@@ -15,9 +15,11 @@ from ._base import insert_shared_doc, to_numpy, to_tensor
 from ._nmf_base import (
     NMFBase,
     code_solver_max_iter,
+    data_scale,
     resolve_init,
     save_online_state,
 )
+from ._streaming import scaled
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
@@ -205,15 +207,28 @@ default=None
     every layer folds its ``W_l^T W_l`` and ``W_l^T W_(l-1)`` into running
     statistics and updates its ``H_l`` from them, exactly as a
     :class:`~skpart.SparseNMF` online step does (so the sparseness targets of
-    the atoms hold exactly). The layers start from `init` on the first
-    mini-batch, layer by layer. There is no joint fine-tuning (it would need
-    the codes of all samples); `fine_tune_iter` is not used. Memory holds one
-    mini-batch and every layer's ``k_l x k_l`` and ``k_l x k_(l-1)``
+    the atoms hold exactly; components whose codes vanished keep their
+    atoms). After each step, every layer whose codes and next layer's atoms
+    have no sparseness target has its atoms rescaled against its codes by
+    powers of two, the next layer taking the factors on its columns, so
+    that ``components_`` does not change and the atoms stay bounded. The
+    layers start from `init` on the first mini-batch, layer by layer. There
+    is no joint fine-tuning (it would need the codes of all samples);
+    `fine_tune_iter` is not used. Memory holds one mini-batch and every
+    layer's ``k_l x k_l`` and ``k_l x k_(l-1)``
     statistics. The stopping rules are :class:`~skpart.SparseNMF`'s, on the
     summed layer costs and the largest change of a layer.
     `reconstruction_err_` is estimated over the last `n_samples` samples
     streamed with the stacked codes ``W_L`` of each step and the atoms after
     it (not the codes :meth:`transform` returns).
+
+    Scale, as in :class:`~skpart.SparseNMF`: data whose largest entry is
+    outside ``[4**-5, 4**10]`` is fitted divided by the power of 4 nearest
+    to it; the first layer, ``components_`` and the codes are scaled back
+    by its square root (exactly), the errors by it and ``loss_curve_`` by
+    its square. A call of `fit`, `fit_transform` or `partial_fit` that
+    raises (a ``KeyboardInterrupt`` too) leaves the estimator as it was, and
+    a transform whose codes would not be finite raises a ``ValueError``.
 
     References
     ----------
@@ -427,13 +442,20 @@ default=None
         W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
-        if self.batch_size is not None:
-            self._fit_online(X, incremental=False)
-            return self.transform(X)
+        with self._transaction():
+            if self.batch_size is not None:
+                self._fit_online(X, incremental=False)
+                return self.transform(X)
+            return self._fit_full_batch(X)
+
+    def _fit_full_batch(self, X):
+        """The sequential pass and the fine-tuning on all of ``X``; returns
+        the codes of ``X``."""
         X = self._validate_X(X, reset=True)
         self._check_params(*X.shape)
         device, generator = self._fit_setup()
-        Xt = to_tensor(X, device=device)
+        self._data_scale = data_scale(X)
+        Xt = to_tensor(scaled(X, self._data_scale), device=device)
 
         W, layers, n_iter_layers = fit_layers(
             Xt,
@@ -470,17 +492,39 @@ default=None
         components = effective_atoms(layers)[-1]
         codes = self._solve_codes(Xt, components)
 
-        self.layers_ = [to_numpy(H) for H in layers]
-        self.components_ = to_numpy(components)
+        # The solvers fit X / c: the first layer, the effective atoms and the
+        # codes take sqrt(c) each, the errors c and the losses c ** 2.
+        c = self._data_scale
+        self._set_layers(layers, components)
         self.n_components_ = self._ranks[-1]
         self.n_iter_ = n_iter
         self.n_iter_layers_ = list(n_iter_layers)
+        if c != 1:
+            loss_curve = [loss * c**2 for loss in loss_curve]
         self.loss_curve_ = loss_curve
-        self.reconstruction_err_ = float(
+        self.reconstruction_err_ = c * float(
             beta_divergence(Xt, codes, components, 2.0, square_root=True)
         )
         self._online_state = None
-        return to_numpy(codes)
+        self.__dict__.pop("n_steps_", None)  # online fitting only
+        self._check_finite_fit()
+        return self._fitted_codes(codes)
+
+    def _set_layers(self, layers, components):
+        """Store the solvers' layers and effective atoms (tensors) in the
+        data's units: the first layer and ``components_`` times
+        ``sqrt(_data_scale)``."""
+        self.layers_ = [self._fitted_factor(layers[0])]
+        self.layers_ += [to_numpy(H) for H in layers[1:]]
+        self.components_ = self._fitted_factor(components)
+
+    def _solver_layers(self, like):
+        """``layers_`` as the solvers see them (tensors like ``like``)."""
+        first = self._solver_factor(self.layers_[0], like)
+        rest = [
+            to_tensor(H, device=like.device, dtype=like.dtype) for H in self.layers_[1:]
+        ]
+        return [first, *rest]
 
     # -- online fitting: the hooks of NMFBase._fit_online ------------------------
     def _check_online_params(self, chunk):
@@ -525,12 +569,12 @@ default=None
         saved = getattr(self, "_online_state", None)
         if saved is None:
             saved = [None] * len(self.layers_)
-        return self.layers_, saved
+        atoms = [self.layers_[0] / self._factor_scale, *self.layers_[1:]]
+        return atoms, saved
 
     def _set_online_model(self, states, *, incremental):
         layers = [state.H for state in states]
-        self.layers_ = [to_numpy(H) for H in layers]
-        self.components_ = to_numpy(effective_atoms(layers)[-1])
+        self._set_layers(layers, effective_atoms(layers)[-1])
         self.n_components_ = self._ranks[-1]
         if not incremental:
             self.n_iter_layers_ = [self.n_iter_] * len(layers)
@@ -559,7 +603,8 @@ default=None
         self : object
             The updated estimator.
         """
-        self._fit_online(X, incremental=True)
+        with self._transaction():
+            self._fit_online(X, incremental=True)
         return self
 
     # -- inference ----------------------------------------------------------------
@@ -582,11 +627,9 @@ default=None
         return np.concatenate(self._encode_in_batches(self._last_codes, X))
 
     def _last_codes(self, X, Xt):
-        """Codes of the last layer of validated ``X`` (tensor ``Xt``)."""
-        components = torch.from_numpy(self.components_).to(
-            device=Xt.device, dtype=Xt.dtype
-        )
-        return to_numpy(self._solve_codes(Xt, components))
+        """The solvers' codes of the last layer of validated ``X`` (tensor
+        ``Xt``, divided by ``_data_scale``)."""
+        return self._solve_codes(Xt, self._solver_factor(self.components_, Xt))
 
     def transform_layers(self, X):
         """Codes of every layer for ``X``, with every ``H_l`` fixed.
@@ -610,17 +653,14 @@ default=None
         return [np.concatenate(depth) for depth in zip(*parts)]
 
     def _every_layer_codes(self, X, Xt):
-        """Codes of every layer of validated ``X`` (tensor ``Xt``)."""
-        layers = [
-            torch.from_numpy(H).to(device=Xt.device, dtype=Xt.dtype)
-            for H in self.layers_
-        ]
+        """The solvers' codes of every layer of validated ``X`` (tensor
+        ``Xt``, divided by ``_data_scale``)."""
         codes = layer_codes(
             Xt,
-            layers,
+            self._solver_layers(Xt),
             solver=self.solver,
             max_iter=code_solver_max_iter(self),
             tol=self.tol,
             sparseness_codes=self._sparseness_codes,
         )
-        return [to_numpy(W) for W in codes]
+        return list(codes)

@@ -14,13 +14,15 @@ from .._core._init import initialize_nmf
 from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ._base import insert_shared_doc, to_numpy, to_tensor
+from ._base import insert_shared_doc, to_tensor
 from ._nmf_base import (
     NMFBase,
     code_solver_max_iter,
+    data_scale,
     resolve_init,
     save_online_state,
 )
+from ._streaming import scaled
 
 _BETA_LOSS = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -293,11 +295,20 @@ class SparseNMF(NMFBase):
     plus the penalties of `alpha_H` per sample: HALS sweeps ('cd'), one
     multiplicative update ('mu'), or Hoyer's projected gradient with the
     same cone projection as the full-batch fit when `sparseness_components`
-    is set, so every atom keeps its sparseness exactly. Memory holds one
-    mini-batch and the ``k x k`` and ``k x n_features`` statistics, whatever
-    the number of samples; a ``numpy.memmap`` is validated one mini-batch at
-    a time and its pages are released after use. The fit starts from `init`
-    computed on the first mini-batch. It stops, as `MiniBatchNMF` does, when
+    is set, so every atom keeps its sparseness exactly. A component whose
+    codes have vanished from the statistics (``A[t, t]`` at most machine
+    epsilon times the largest) keeps its atom: dividing by that diagonal
+    would blow the atom up. Without penalties and `sparseness_codes` the
+    scale of each component is free (``W H`` does not change when an atom
+    is divided by ``d`` and its codes multiplied by it), and every step
+    rescales each atom by a power of two so that its norm matches the root
+    mean square of its codes, as the full-batch 'cd' balances its factors:
+    the atoms stay bounded. Memory holds one mini-batch and the ``k x k``
+    and ``k x n_features`` statistics, whatever the number of samples; a
+    ``numpy.memmap`` is validated one mini-batch at a time, all of it before
+    the first step, and its pages are released after use. The fit starts
+    from `init` computed on the first mini-batch. It stops, as `MiniBatchNMF`
+    does, when
     a step changes the atoms by at most `tol` (relative Frobenius norm) or
     when the smoothed batch cost has not improved for 10 steps; `tol=0`
     runs `max_iter` passes. `reconstruction_err_` is then estimated from the
@@ -306,6 +317,25 @@ class SparseNMF(NMFBase):
     that data), or continues the statistics of the last online fit (from
     `components_` after a full-batch fit). Only the Frobenius loss is
     streamed.
+
+    Scale. Data whose largest entry is outside ``[4**-5, 4**10]`` (about
+    ``[1e-3, 1e6]``; in online fitting, that of the first mini-batch) is
+    divided by the power of 4 nearest to that entry before fitting, with
+    the penalties the solvers get scaled so that they keep the meaning of
+    the objective above; the factors and codes are multiplied back by its
+    square root (a power of 2, so exactly), `reconstruction_err_` by the
+    matching power. The solvers have absolute floors (machine epsilon,
+    scikit-learn's ``EPSILON`` and NNDSVD threshold) and square the data,
+    which made fits of float32 data near 1e-20 or 1e20 fail, overflow or
+    return zeros: a fit of such data is now the fit of the data brought
+    near 1. Data inside the range is fitted as it is, with scikit-learn's
+    numbers.
+
+    Failures. A call of `fit`, `fit_transform` or `partial_fit` that raises
+    (a ``KeyboardInterrupt`` too) leaves the estimator as it was before the
+    call, and fitted arrays are never changed by a later call. A transform
+    whose codes would not be finite (an overflow of float32) raises a
+    ``ValueError`` instead.
 
     References
     ----------
@@ -469,14 +499,29 @@ class SparseNMF(NMFBase):
         return self._penalties(*X.shape)
 
     def _penalties(self, n_samples, n_features):
-        """Scaled penalties for data of shape ``(n_samples, n_features)``."""
+        """Scaled penalties for data of shape ``(n_samples, n_features)``, as
+        the solvers see them.
+
+        The solvers fit ``X / c`` with factors ``W / sqrt(c)`` and
+        ``H / sqrt(c)`` (``c = _data_scale``, see ``NMFBase``). The objective
+        of the docstring at ``(W, H)`` is ``c ** beta`` times the solvers'
+        objective when their L1 penalties are multiplied by
+        ``c ** (0.5 - beta)`` and their L2 penalties by ``c ** (1 - beta)``:
+        the penalties keep their meaning at any data scale.
+        """
         alpha_H = self.alpha_W if self.alpha_H == "same" else self.alpha_H
-        return (
+        penalties = (
             n_features * self.alpha_W * self.l1_ratio,
             n_samples * alpha_H * self.l1_ratio,
             n_features * self.alpha_W * (1.0 - self.l1_ratio),
             n_samples * alpha_H * (1.0 - self.l1_ratio),
         )
+        c = getattr(self, "_data_scale", 1.0)
+        if c == 1:
+            return penalties
+        l1, l2 = c ** (0.5 - self._beta_loss), c ** (1.0 - self._beta_loss)
+        l1_W, l1_H, l2_W, l2_H = penalties
+        return l1_W * l1, l1_H * l1, l2_W * l2, l2_H * l2
 
     def _initial_factors(self, shape, dtype, Xt, W, H):
         """Starting factors ``(W, H)`` as tensors: the custom ones checked,
@@ -484,7 +529,8 @@ class SparseNMF(NMFBase):
 
         ``shape`` and ``dtype`` describe the data: all of it (which custom
         factors must match), or for computed factors the rows of ``Xt``
-        (in online fitting, the first mini-batch).
+        (in online fitting, the first mini-batch). Custom factors are divided
+        by the square root of ``_data_scale``, as ``Xt`` is by ``_data_scale``.
         """
         n_samples, n_features = shape
         name = type(self).__name__
@@ -498,10 +544,7 @@ class SparseNMF(NMFBase):
                     "H and W should have the same dtype as X. Got "
                     f"H.dtype = {H.dtype} and W.dtype = {W.dtype}."
                 )
-            return (
-                to_tensor(W, device=Xt.device, dtype=Xt.dtype),
-                to_tensor(H, device=Xt.device, dtype=Xt.dtype),
-            )
+            return self._solver_factor(W, Xt), self._solver_factor(H, Xt)
         if W is not None or H is not None:
             warnings.warn(
                 (
@@ -525,14 +568,16 @@ class SparseNMF(NMFBase):
     # -- fitting -------------------------------------------------------------
     def _fit_full_batch(self, X, W, H):
         """Validate, initialise and fit on all of ``X`` at once; returns
-        ``X`` validated and its tensor."""
+        ``X`` validated and its tensor as the solvers see it (divided by
+        ``_data_scale``)."""
         X = self._validate_X(X, reset=True)
         self._check_params(X)
         device, _ = self._fit_setup()
-        Xt = to_tensor(X, device=device)
+        self._data_scale = data_scale(X)
+        Xt = to_tensor(scaled(X, self._data_scale), device=device)
         W0, H0 = self._initial_factors(X.shape, X.dtype, Xt, W, H)
         l1_W, l1_H, l2_W, l2_H = self._regularization(X)
-        W, H, n_iter = fit_nmf(
+        W, H, n_iter, converged = fit_nmf(
             Xt,
             W0,
             H0,
@@ -549,15 +594,20 @@ class SparseNMF(NMFBase):
             shuffle=self.shuffle,
             generator=self._generator,
             verbose=self.verbose,
+            return_converged=True,
         )
-        self._warn_max_iter(n_iter, self.max_iter)
-        self.reconstruction_err_ = float(
-            beta_divergence(Xt, W, H, self._beta_loss, square_root=True)
-        )
-        self.components_ = to_numpy(H)
+        if not converged:
+            self._warn_max_iter(n_iter, self.max_iter)
+        error = float(beta_divergence(Xt, W, H, self._beta_loss, square_root=True))
+        if self._data_scale != 1:  # sqrt(2 D_beta) scales as c ** (beta / 2)
+            error *= self._data_scale ** (self._beta_loss / 2)
+        self.reconstruction_err_ = error
+        self.components_ = self._fitted_factor(H)
         self.n_components_ = self.components_.shape[0]
         self.n_iter_ = n_iter
         self._online_state = None
+        self.__dict__.pop("n_steps_", None)  # online fitting only
+        self._check_finite_fit()
         return X, Xt
 
     # -- online fitting: the hooks of NMFBase._fit_online --------------------
@@ -610,11 +660,12 @@ class SparseNMF(NMFBase):
 
     def _fitted_online_model(self):
         """The atoms ``components_`` of the one state and its statistics."""
-        return [self.components_], [getattr(self, "_online_state", None)]
+        atoms = self.components_ / self._factor_scale
+        return [atoms], [getattr(self, "_online_state", None)]
 
     def _set_online_model(self, states, *, incremental):
         (state,) = states
-        self.components_ = to_numpy(state.H)
+        self.components_ = self._fitted_factor(state.H)
         self.n_components_ = state.H.shape[0]
         self._online_state = save_online_state(state)
 
@@ -654,7 +705,8 @@ class SparseNMF(NMFBase):
         self : object
             Returns the instance itself.
         """
-        self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
+        with self._transaction():
+            self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -680,10 +732,11 @@ class SparseNMF(NMFBase):
             Returns the instance itself.
         """
         W, H = params.get("W"), params.get("H")
-        if self.batch_size is None:
-            self._fit_full_batch(X, W, H)
-        else:
-            self._fit_online(X, incremental=False, W=W, H=H)
+        with self._transaction():
+            if self.batch_size is None:
+                self._fit_full_batch(X, W, H)
+            else:
+                self._fit_online(X, incremental=False, W=W, H=H)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -714,19 +767,21 @@ class SparseNMF(NMFBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
-        if self.batch_size is None:
-            X, Xt = self._fit_full_batch(X, W, H)
-            return self._codes(X, Xt)
-        self._fit_online(X, incremental=False, W=W, H=H)
-        return np.concatenate(self._encode_in_batches(self._codes, X))
+        with self._transaction():
+            if self.batch_size is None:
+                X, Xt = self._fit_full_batch(X, W, H)
+                return self._fitted_codes(self._codes(X, Xt))
+            self._fit_online(X, incremental=False, W=W, H=H)
+            return np.concatenate(self._encode_in_batches(self._codes, X))
 
     def _codes(self, X, Xt):
-        """Codes of validated ``X`` (tensor ``Xt``) with the atoms fixed.
+        """The solvers' codes of validated ``X`` (tensor ``Xt``, divided by
+        ``_data_scale``) with the atoms fixed.
 
         The atoms take the data's dtype, so the codes follow the input's
         dtype whatever the dtype of the fit.
         """
-        H = to_tensor(self.components_, device=Xt.device, dtype=Xt.dtype)
+        H = self._solver_factor(self.components_, Xt)
         l1_W, _, l2_W, _ = self._regularization(X)
         max_iter = code_solver_max_iter(self)
         W, _ = solve_codes(
@@ -740,7 +795,7 @@ class SparseNMF(NMFBase):
             l2_reg_W=l2_W,
             sparseness_W=self.sparseness_codes,
         )
-        return to_numpy(W)
+        return W
 
     def transform(self, X):
         """Transform the data X according to the fitted model.

@@ -65,16 +65,20 @@ def release_pages(X):
         mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
-def validated_chunks(estimator, X, size, *, reset):
+def validated_chunks(estimator, X, size, *, reset, validated=False):
     """Yield ``(slice, chunk)`` over the rows of ``X``, each chunk validated.
 
     ``X`` that :func:`streamable` accepts is validated one chunk at a time
     (``estimator._validate_X``; the first chunk with ``reset``), so a
     ``numpy.memmap`` is never loaded whole, and its pages are released after
-    each chunk. Other input is validated whole first and then sliced.
+    each chunk. Other input is validated whole first and then sliced. With
+    ``validated``, ``X`` is the output of ``estimator._validate_X`` already and
+    is only sliced (validating its chunks again would check the feature names
+    of a data frame against an array, with a warning per chunk).
     """
-    if not streamable(X):
-        X = estimator._validate_X(X, reset=reset)
+    if validated or not streamable(X):
+        if not validated:
+            X = estimator._validate_X(X, reset=reset)
         for sl in row_slices(X.shape[0], size):
             yield sl, X[sl]
         return
@@ -88,49 +92,80 @@ def validated_chunks(estimator, X, size, *, reset):
 def open_stream(estimator, X, *, reset):
     """Start the online fitting of ``estimator`` on ``X``.
 
-    ``X`` is validated whole at once unless :func:`streamable` accepts it (then
-    chunk by chunk, the first chunk with ``reset``). Returns ``X`` (validated
-    or not), the mini-batch size (``estimator.batch_size``, or every row when
-    it is None), the first pass of :func:`validated_chunks` and that pass's
-    first chunk, already taken from it.
+    ``X`` is validated whole at once unless :func:`streamable` accepts it;
+    then it is validated chunk by chunk to its end (the first chunk with
+    ``reset``) before anything else, so that bad values anywhere in it raise
+    before the first mini-batch step (a fit may stop before it reads the
+    last rows). Returns ``X`` (validated or not), whether it is validated,
+    the mini-batch size (``estimator.batch_size``, or every row when it is
+    None), the first pass of :func:`validated_chunks` and that pass's first
+    chunk, already taken from it.
     """
-    if not streamable(X):
+    validated = not streamable(X)
+    if validated:
         X = estimator._validate_X(X, reset=reset)
-        reset = False
     size = X.shape[0] if estimator.batch_size is None else estimator.batch_size
-    first_pass = validated_chunks(estimator, X, size, reset=reset)
+    if not validated:
+        for _ in validated_chunks(estimator, X, size, reset=reset):
+            pass
+    first_pass = validated_chunks(estimator, X, size, reset=False, validated=validated)
     _, chunk = next(first_pass)
-    return X, size, first_pass, chunk
+    return X, validated, size, first_pass, chunk
 
 
-def as_tensors(chunks, *, device, dtype):
+def as_tensors(chunks, *, device, dtype, scale=1.0):
     """The chunks of :func:`validated_chunks` as tensors (their slices
-    dropped)."""
+    dropped), divided by ``scale``."""
     for _, chunk in chunks:
-        yield to_tensor(chunk, device=device, dtype=dtype)
+        yield to_tensor(scaled(chunk, scale), device=device, dtype=dtype)
+
+
+def scaled(X, scale):
+    """``X`` (array or sparse matrix) divided by ``scale``, a new array; ``X``
+    itself when ``scale`` is 1. A power of two divides exactly."""
+    return X if scale == 1 else X * (1.0 / scale)
 
 
 class TensorPasses:
     """The mini-batch tensors of each pass over ``X``, one pass per call (the
-    ``batches`` argument of :func:`~skpart._core._online.run_passes`).
+    ``batches`` argument of :func:`~skpart._core._online.run_passes`),
+    divided by ``scale``.
 
     The first call continues ``first_pass`` (from :func:`open_stream`, whose
     first chunk was already taken and converted to ``first_batch``); every
-    later call validates ``X`` chunk by chunk again.
+    later call goes through ``X`` chunk by chunk again (validating the chunks
+    unless ``validated``).
     """
 
-    def __init__(self, estimator, X, size, first_pass, first_batch, *, device, dtype):
+    def __init__(
+        self,
+        estimator,
+        X,
+        size,
+        first_pass,
+        first_batch,
+        *,
+        device,
+        dtype,
+        validated=False,
+        scale=1.0,
+    ):
         self.estimator, self.X, self.size = estimator, X, size
         self.device, self.dtype = device, dtype
-        rest = as_tensors(first_pass, device=device, dtype=dtype)
+        self.validated, self.scale = validated, scale
+        rest = as_tensors(first_pass, device=device, dtype=dtype, scale=scale)
         self._first_pass = itertools.chain([first_batch], rest)
 
     def __call__(self):
         if self._first_pass is not None:
             batches, self._first_pass = self._first_pass, None
             return batches
-        chunks = validated_chunks(self.estimator, self.X, self.size, reset=False)
-        return as_tensors(chunks, device=self.device, dtype=self.dtype)
+        chunks = validated_chunks(
+            self.estimator, self.X, self.size, reset=False, validated=self.validated
+        )
+        return as_tensors(
+            chunks, device=self.device, dtype=self.dtype, scale=self.scale
+        )
 
 
 class MemmapRows:
