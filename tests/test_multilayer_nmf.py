@@ -98,7 +98,7 @@ def test_fine_tuning_loss_written_out_and_monotone(X_digits):
     factors after that many sweeps, and it never increases."""
     X = torch.from_numpy(X_digits)
     gen = torch.Generator().manual_seed(0)
-    W0, layers0, _ = fit_layers(
+    W0, layers0, _, _ = fit_layers(
         X, (10, 5), inits=["nndsvda", "nndsvda"], max_iter=30, generator=gen
     )
     _, _, curve, n_iter = fine_tune(X, W0, layers0, max_iter=8, tol=0)
@@ -319,7 +319,7 @@ def test_sparse_input_equals_dense(X_digits):
 def test_core_stays_on_input_dtype_and_device():
     X = torch.rand(40, 10, dtype=torch.float32)
     gen = torch.Generator().manual_seed(0)
-    W, layers, _ = fit_layers(X, (5, 3), inits=["nndsvda"] * 2, generator=gen)
+    W, layers, _, _ = fit_layers(X, (5, 3), inits=["nndsvda"] * 2, generator=gen)
     W, layers, _, _ = fine_tune(X, W, layers, max_iter=3, sparseness_codes=0.5)
     for T in [W, *layers, *effective_atoms(layers)]:
         assert T.dtype == torch.float32 and T.device == X.device

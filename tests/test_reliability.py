@@ -559,6 +559,21 @@ def test_converged_fit_does_not_warn_about_max_iter(solver, X):
         SparseNMF(max_iter=n_iter - 1, **params).fit(X[:300])
 
 
+def test_converged_layer_does_not_warn_about_max_iter(X):
+    # The first layer's cap set to the iterations its stopping rule needs:
+    # MultilayerNMF says the layer converged and does not warn.
+    params = dict(n_components=(10, 4), tol=1e-2, fine_tune_iter=0, random_state=0)
+    n_iter = MultilayerNMF(**params).fit(X[:300]).n_iter_layers_[0]
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        with contextlib.redirect_stdout(out):
+            MultilayerNMF(max_iter=n_iter, verbose=1, **params).fit(X[:300])
+    assert f"Converged at iteration {n_iter}" in out.getvalue()
+    with pytest.warns(ConvergenceWarning, match="reached in layer 1"):
+        MultilayerNMF(max_iter=n_iter - 1, **params).fit(X[:300])
+
+
 # -- what already holds, kept tested -----------------------------------------------
 def _containers(X, tmp_path):
     read_only = X.copy()

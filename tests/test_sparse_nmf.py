@@ -154,7 +154,7 @@ def test_mu_decreases_every_beta_loss(rng, beta):
         previous, rel=1e-10
     )
     for _ in range(20):
-        W, H, _ = fit_nmf(X, W, H, solver="mu", beta_loss=beta, max_iter=1, tol=0)
+        W, H, _, _ = fit_nmf(X, W, H, solver="mu", beta_loss=beta, max_iter=1, tol=0)
         current = loss(W, H)
         assert current <= previous * (1 + 1e-12)
         previous = current
@@ -170,7 +170,7 @@ def test_cd_decreases_frobenius(X_lowrank, sparseness):
     H = torch.from_numpy(rng.rand(4, 20))
     previous = np.inf
     for _ in range(15):
-        W, H, _ = fit_nmf(X, W, H, max_iter=1, tol=0, **sparseness)
+        W, H, _, _ = fit_nmf(X, W, H, max_iter=1, tol=0, **sparseness)
         current = 0.5 * np.sum((X_lowrank - (W @ H).numpy()) ** 2)
         assert current <= previous * (1 + 1e-12)
         previous = current

@@ -89,7 +89,7 @@ def _nmf_factors(X, n_components, generator, max_iter):
 
     init = "nndsvda" if n_components <= min(X.shape) else "random"
     W, H = initialize_nmf(X, n_components, init, generator=generator)
-    W, H, _ = fit_nmf(X, W, H, solver="cd", max_iter=max_iter, generator=generator)
+    W, H, _, _ = fit_nmf(X, W, H, solver="cd", max_iter=max_iter, generator=generator)
     return W, H
 
 

@@ -86,16 +86,18 @@ def fit_layers(
         ``H_l`` of shape ``(k_l, k_(l-1))``.
     n_iter : list of int
         Iterations of every layer's factorisation.
+    converged : list of bool
+        Whether the stopping rule ended every layer's factorisation.
     """
     n_layers = len(ranks)
     codes_targets = sparseness_codes or [None] * n_layers
     atoms_targets = sparseness_components or [None] * n_layers
-    data, layers, n_iter = X, [], []
+    data, layers, n_iter, converged = X, [], [], []
     for idx, k in enumerate(ranks):
         W, H = initialize_nmf(data, k, inits[idx], generator=generator)
         if verbose:
             print(f"Layer {idx + 1}: {tuple(data.shape)} -> {k} components")
-        W, H, it = fit_nmf(
+        W, H, it, done = fit_nmf(
             data,
             W,
             H,
@@ -109,8 +111,9 @@ def fit_layers(
         )
         layers.append(H)
         n_iter.append(it)
+        converged.append(done)
         data = W
-    return W, layers, n_iter
+    return W, layers, n_iter, converged
 
 
 def _balance(Wt, layers):

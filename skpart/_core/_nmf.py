@@ -337,7 +337,6 @@ def fit_nmf(
     shuffle=False,
     generator=None,
     verbose=0,
-    return_converged=False,
 ):
     """Alternating NMF ``X ~ W @ H`` from a starting point, optionally with
     Hoyer sparseness constraints.
@@ -381,8 +380,6 @@ def fit_nmf(
     generator : torch.Generator or None, default=None
         CPU generator for ``shuffle``.
     verbose : int, default=0
-    return_converged : bool, default=False
-        Also return whether the stopping rule ended the fit.
 
     Returns
     -------
@@ -392,8 +389,7 @@ def fit_nmf(
         Number of outer iterations done.
     converged : bool
         Whether the stopping rule ended the fit (``False``: it ran
-        ``max_iter`` iterations without the rule holding). Only returned
-        when ``return_converged`` is True.
+        ``max_iter`` iterations without the rule holding).
     """
     beta = float(beta_loss)
     if (sparseness_W is not None or sparseness_H is not None) and beta != 2:
@@ -419,10 +415,8 @@ def fit_nmf(
     }
     run = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
     if solver == "cd":
-        out = _fit_extrapolated(op, W, H, penalties=penalties, **state, **run)
-    else:
-        out = _fit_multiplicative(op, W, H, beta=beta, **state, **run)
-    return out if return_converged else out[:3]
+        return _fit_extrapolated(op, W, H, penalties=penalties, **state, **run)
+    return _fit_multiplicative(op, W, H, beta=beta, **state, **run)
 
 
 class ActiveRows:

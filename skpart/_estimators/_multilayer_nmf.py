@@ -457,7 +457,7 @@ default=None
         self._data_scale = data_scale(X)
         Xt = to_tensor(scaled(X, self._data_scale), device=device)
 
-        W, layers, n_iter_layers = fit_layers(
+        W, layers, n_iter_layers, converged = fit_layers(
             Xt,
             self._ranks,
             inits=self._inits,
@@ -470,9 +470,10 @@ default=None
             verbose=self.verbose,
         )
         for idx, n_iter in enumerate(n_iter_layers):
-            self._warn_max_iter(
-                n_iter, self.max_iter, where=f"in layer {idx + 1}", param="max_iter"
-            )
+            if not converged[idx]:
+                self._warn_max_iter(
+                    n_iter, self.max_iter, where=f"in layer {idx + 1}", param="max_iter"
+                )
         W, layers, loss_curve, n_iter = fine_tune(
             Xt,
             W,

@@ -166,7 +166,10 @@ class SparseNMF(NMFBase):
 
     sparseness_components : float in [0, 1] or None, default=None
         Hoyer sparseness of every atom (row of `components_`). `None` leaves
-        the atoms unconstrained.
+        the atoms unconstrained. It is an exact target, not an upper bound: a
+        value below the sparseness the atoms reach unconstrained, which
+        `hoyer_sparsity(SparseNMF(n_components).fit(X).components_)`
+        measures, makes the atoms denser.
 
     sparseness_codes : float in [0, 1] or None, default=None
         Hoyer sparseness of every sample's code vector (row of the output of
@@ -594,7 +597,6 @@ class SparseNMF(NMFBase):
             shuffle=self.shuffle,
             generator=self._generator,
             verbose=self.verbose,
-            return_converged=True,
         )
         if not converged:
             self._warn_max_iter(n_iter, self.max_iter)
