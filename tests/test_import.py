@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # a fresh interpreter compiles torch's modules without docstrings
 def test_import_without_docstrings():
     # ``python -OO`` strips the docstrings: the estimators' shared parameter
     # texts must not be filled into a docstring that is None.

@@ -358,6 +358,7 @@ def test_memmap_rows_read_what_a_tensor_gives(digits_split, memmap_of):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make",
     [
