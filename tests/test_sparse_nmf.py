@@ -10,7 +10,7 @@ from sklearn.decomposition import NMF
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from skpart import SparseNMF
-from skpart._core._beta import divergence_rows
+from skpart._core._beta import beta_divergence, divergence_rows
 from skpart._core._hoyer import cone_project, pg_steps
 from skpart._core._nmf import fit_nmf
 from skpart._core._operator import DataOperator
@@ -126,6 +126,24 @@ def test_regularization_matches_sklearn(X_lowrank, solver):
     f_ours = objective(ours.fit_transform(X_lowrank), ours.components_)
     assert f_sk < 0.5 * np.sum(X_lowrank**2)
     assert f_ours == pytest.approx(f_sk, rel=0.01)
+
+
+@pytest.mark.parametrize("beta", [2.0, 1.0])
+def test_beta_divergence_of_sparse_equals_dense(rng, beta):
+    # Sparse X with beta=2 goes through Gram matrices (never W H); the value
+    # is the dense one to rounding.
+    X = sp.random(40, 30, density=0.2, random_state=0, format="csr")
+    W = torch.from_numpy(rng.rand(40, 4) + 0.1)
+    H = torch.from_numpy(rng.rand(4, 30) + 0.1)
+    Xs = torch.sparse_csr_tensor(
+        torch.from_numpy(X.indptr.astype(np.int64)),
+        torch.from_numpy(X.indices.astype(np.int64)),
+        torch.from_numpy(X.data),
+        size=X.shape,
+    )
+    dense = float(beta_divergence(torch.from_numpy(X.toarray()), W, H, beta))
+    assert dense > 1.0
+    assert float(beta_divergence(Xs, W, H, beta)) == pytest.approx(dense, rel=1e-12)
 
 
 # -- the objective goes down ---------------------------------------------------

@@ -2,7 +2,7 @@
 
 import torch
 
-from ._operator import DataOperator, dense
+from ._operator import DataOperator, dense, gram_half_sq_error
 
 #: Floor used by scikit-learn's multiplicative updates (float32 machine epsilon).
 EPSILON = float(torch.finfo(torch.float32).eps)
@@ -73,13 +73,25 @@ def beta_divergence(X, W, H, beta, *, square_root=False):
     square_root : bool, default=False
         Return ``sqrt(2 * divergence)`` (the Frobenius norm for ``beta=2``).
 
+    Notes
+    -----
+    For ``beta=2`` and sparse ``X`` the divergence is computed from
+    ``||X||^2``, ``W^T X`` and the Gram matrices, as scikit-learn does, never
+    forming ``W H``; otherwise from row blocks of ``W H``.
+
     Returns
     -------
     Tensor
         0-d float64 tensor on ``X``'s device.
     """
-    blocks = DataOperator(X).row_blocks()
-    res = divergence_rows(blocks, W, H, float(beta)).sum()
+    op = DataOperator(X)
+    if float(beta) == 2 and op.sparse:
+        # From Gram matrices, as scikit-learn does for sparse X: the cost is
+        # that of the non-zeros, where row blocks of W H would be dense.
+        Wt = W.mT
+        res = gram_half_sq_error(op.half_sq_norm(), op.codes_product(Wt), H, Wt @ W)
+    else:
+        res = divergence_rows(op.row_blocks(), W, H, float(beta)).sum()
     return torch.sqrt(2 * res.clamp(min=0)) if square_root else res
 
 
