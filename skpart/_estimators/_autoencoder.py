@@ -529,13 +529,8 @@ class NonnegativeSparseAutoencoder(PartBase):
                 f"{type(self).__name__}.partial_fit does not support "
                 "early_stopping=True; use fit."
             )
-        before = dict(self.__dict__)
-        try:
+        with self._transaction():
             self._fit_body(X, incremental=incremental)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
         return self
 
     def _fit_body(self, X, *, incremental):

@@ -1,5 +1,6 @@
 """Private base of the estimators: validation, device, seed and dtype."""
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -134,6 +135,29 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         rng = check_random_state(self.random_state)
         self._generator = make_generator(rng.randint(np.iinfo(np.int32).max))
         return self._device, self._generator
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """Run a fitting call that leaves the estimator as it was if it
+        raises, a ``KeyboardInterrupt`` included: every attribute (fitted or
+        private, ``n_features_in_`` included) is put back, and so is the
+        state of the random generator that a continued fit draws from.
+
+        The calls never change an array they found on the estimator in place
+        (they assign new ones), so putting the old attributes back restores
+        the old state.
+        """
+        saved = dict(self.__dict__)
+        generator = saved.get("_generator")
+        generator_state = None if generator is None else generator.get_state()
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if generator is not None:
+                generator.set_state(generator_state)
+            raise
 
     def _inference_device(self):
         """Device for ``transform`` and friends.

@@ -1,7 +1,6 @@
 """What SparseNMF and MultilayerNMF share: init rule, online fit, streamed codes,
 data scale, and calls that leave the estimator as it was when they fail."""
 
-import contextlib
 import math
 import warnings
 
@@ -164,29 +163,6 @@ class NMFBase(PartBase):
 
     #: scikit-learn's message by default: "... reached. Increase it to ...".
     _online_max_iter_warning = {"where": None, "param": "it"}
-
-    @contextlib.contextmanager
-    def _transaction(self):
-        """Run a fitting call that leaves the estimator as it was if it
-        raises, a ``KeyboardInterrupt`` included: every attribute (fitted or
-        private, ``n_features_in_`` included) is put back, and so is the
-        state of the random generator that a continued fit draws from.
-
-        The calls never change an array they found on the estimator in place
-        (they assign new ones), so putting the old attributes back restores
-        the old state.
-        """
-        saved = dict(self.__dict__)
-        generator = saved.get("_generator")
-        generator_state = None if generator is None else generator.get_state()
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            if generator is not None:
-                generator.set_state(generator_state)
-            raise
 
     def _warn_max_iter(self, n_iter, max_iter, *, where=None, param="it"):
         """Warn that a solver stopped at its cap ``max_iter`` (not with
