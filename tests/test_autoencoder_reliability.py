@@ -37,12 +37,10 @@ KW = {"n_components": 6, "max_iter": 3, "batch_size": 32, "random_state": 0}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """The first 300 of sklearn's digits in [0, 1] (float64, 64 features; the
-    largest value is 1, so the data scale is 1)."""
-    from sklearn.datasets import load_digits
-
-    return load_digits().data[:300] / 16.0
+def digits(digits):
+    """The first 300 of conftest's digits in [0, 1] (float64, 64 features;
+    the largest value is 1, so the data scale is 1)."""
+    return digits[0][:300]
 
 
 def fitted_state(model):
