@@ -182,7 +182,7 @@ def _nndsvd(U, S, Vh, eps):
     return W, H
 
 
-def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
+def initialize_nmf(X, n_components, init, *, generator, eps=1e-6, normals=None):
     """Starting factors ``W`` and ``H`` for an NMF of ``X``, with ``X ~ W @ H``.
 
     Same methods and semantics as scikit-learn's
@@ -200,11 +200,13 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
       ``|N(0, 1)| * X.mean() / 100`` (``W``'s zeros first, then ``H``'s).
 
     The caller validates ``X`` (non-negative), ``init`` (resolving ``None``)
-    and that ``n_components <= min(X.shape)`` for the NNDSVD methods. All random
-    draws come from ``generator``: the SVD's test matrix first, then the fill
-    values. Results differ from scikit-learn's for the random methods (another
-    random stream) and agree for ``"nndsvd"`` and ``"nndsvda"`` up to the
-    accuracy of the randomized SVD.
+    and that ``n_components <= min(X.shape)`` for the NNDSVD methods. The SVD's
+    test matrix comes from ``generator``; the normal draws of ``"random"`` and
+    of the fill of ``"nndsvdar"`` come from ``normals`` when it is given (the
+    estimators pass scikit-learn's NumPy draws there, so that a seed gives
+    scikit-learn's start), otherwise from ``generator`` after the SVD. The
+    results agree with scikit-learn's for ``"nndsvd"`` and ``"nndsvda"`` up to
+    the accuracy of the randomized SVD.
 
     Parameters
     ----------
@@ -219,6 +221,10 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
         CPU generator for every random draw.
     eps : float, default=1e-6
         NNDSVD entries below this are truncated to zero.
+    normals : callable or None, default=None
+        ``normals(shape)`` returns standard normal draws of that shape as a
+        CPU tensor, in the order of the calls; ``None`` draws from
+        ``generator``.
 
     Returns
     -------
@@ -238,10 +244,15 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
     dtype, device = X.dtype, X.device
     avg = DataOperator(X).mean()
 
+    def draw(shape):
+        if normals is None:
+            return randn(shape, generator, dtype=dtype, device=device)
+        return normals(shape).to(dtype=dtype, device=device)
+
     if init == "random":
         scale = torch.sqrt(avg / n_components)
-        H = randn((n_components, n_features), generator, dtype=dtype, device=device)
-        W = randn((n_samples, n_components), generator, dtype=dtype, device=device)
+        H = draw((n_components, n_features))
+        W = draw((n_samples, n_components))
         return W.abs_().mul_(scale), H.abs_().mul_(scale)
 
     U, S, Vh = randomized_svd(X, n_components, generator=generator)
@@ -254,6 +265,6 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6):
         for M in (W, H):
             zeros = M == 0
             n_zeros = int(zeros.sum())
-            fill = randn((n_zeros,), generator, dtype=dtype, device=device)
+            fill = draw((n_zeros,))
             M[zeros] = (avg * fill / 100).abs()
     return W, H

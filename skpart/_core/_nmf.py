@@ -17,6 +17,12 @@ from ._updates import ShuffledOrder, add_ridge, factor_update
 CHECK_EVERY = 10
 #: The extrapolated HALS rebalances the scale of its factors this often.
 BALANCE_EVERY = 10
+#: Objective changes below this many ulps of the data's ``0.5 ||X||^2`` (in
+#: the working precision, and at least ``_NOISE_ULPS_64`` float64 ulps, the
+#: rounding of the Gram formula's float64 sums) are rounding noise: they
+#: neither trigger a restart nor decide which pair is the best.
+_NOISE_ULPS = 4
+_NOISE_ULPS_64 = 64
 #: Codes smaller than this are set to 0 by the multiplicative updates of a
 #: beta divergence below 1 (atoms: up to 1), as scikit-learn does.
 _EPS64 = float(torch.finfo(torch.float64).eps)
@@ -48,11 +54,12 @@ class Extrapolation:
     The weight grows (times ``growth``, up to a ceiling that itself grows
     towards 1) while the objective decreases, and shrinks (divided by
     ``shrink``, the ceiling falling to the last accepted weight) on a restart.
-    The starting weight and growth are larger than the paper's (0.5, 1.01,
-    1.005), so that the weight reaches its useful range in fewer iterations.
+    The defaults are the paper's: larger ones (0.75, 1.05, 1.01) reached the
+    weight's useful range sooner but amplified rounding, so that the float32
+    and float64 fits of the same data ended further apart.
     """
 
-    def __init__(self, start=0.75, shrink=1.5, growth=1.05, ceiling_growth=1.01):
+    def __init__(self, start=0.5, shrink=1.5, growth=1.01, ceiling_growth=1.005):
         self.weight, self.accepted, self.ceiling = start, start, 1.0
         self.shrink, self.growth, self.ceiling_growth = shrink, growth, ceiling_growth
 
@@ -65,6 +72,16 @@ class Extrapolation:
         self.accepted = self.weight
         self.weight = min(self.ceiling, self.growth * self.weight)
         self.ceiling = min(1.0, self.ceiling_growth * self.ceiling)
+
+
+def objective_noise(dtype, half_sq_X):
+    """Rounding noise of the Gram-formula objective of data with
+    ``0.5 ||X||^2 = half_sq_X``, for factors in ``dtype`` (a float)."""
+    ulps = max(
+        _NOISE_ULPS * torch.finfo(torch.float32).eps,
+        _NOISE_ULPS_64 * torch.finfo(torch.float64).eps,
+    )
+    return ulps * float(half_sq_X)
 
 
 def extrapolate(new, old, weight, partner_diag):
@@ -142,6 +159,7 @@ class ExtrapolatedHALS:
         self.Wy, self.Hy = Wt, H  # extrapolated pair
         self.weight = Extrapolation()
         self.best, self.best_obj, self.obj_prev = (Wt, H), None, None
+        self.noise = objective_noise(H.dtype, self.half_sq_X)
         self.initial_error = None
 
     def objective(self, P, V, Q, Wt, H):
@@ -173,14 +191,18 @@ class ExtrapolatedHALS:
         G = Wy @ Wy.mT
         Hn, viol_H = self.update_H(self.Hy, G, WX, self.inner_H, violation=violation)
         obj = self.objective(WX, Hn, G, Wy, Hn)
-        if obj > self.obj_prev:  # restart from the accepted pair
+        # Changes within the rounding noise decide nothing: otherwise the
+        # same data in another container (dense or CSR: other rounding) or
+        # another dtype would restart elsewhere and end at another of the
+        # many equally good factorisations.
+        if obj > min(self.obj_prev, self.best_obj) + self.noise:  # restart
             self.Wy, self.Hy = self.Wt, self.H
             self.weight.restart()
         else:
             Wy, Hn = self._accept(n_iter, Wn, Wy, Hn, torch.diagonal(G))
         self.obj_prev = obj
-        if obj <= self.best_obj:
-            self.best, self.best_obj = (Wy, Hn), obj
+        if obj <= self.best_obj + self.noise:  # the latest of the best
+            self.best, self.best_obj = (Wy, Hn), min(obj, self.best_obj)
         return viol_W.sum() + viol_H.sum() if violation else None
 
     def _accept(self, n_iter, Wn, Wy, Hn, diag_W):

@@ -187,6 +187,7 @@ def gram_half_sq_error(half_sq_X, P, V, Q, VVt=None):
         ``V V^T``, if already at hand.
     """
     VVt = V @ V.mT if VVt is None else VVt
-    cross = torch.linalg.vecdot(P.flatten(), V.flatten()).double()
-    quad = torch.linalg.vecdot(Q.flatten(), VVt.flatten()).double()
+    # The dot products in float64: their sums are what cancels.
+    cross = torch.linalg.vecdot(P.flatten().double(), V.flatten().double())
+    quad = torch.linalg.vecdot(Q.flatten().double(), VVt.flatten().double())
     return half_sq_X - cross + 0.5 * quad

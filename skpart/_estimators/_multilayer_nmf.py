@@ -19,7 +19,6 @@ from ._nmf_base import (
     resolve_init,
     save_online_state,
 )
-from ._streaming import scaled
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
 
@@ -455,7 +454,7 @@ default=None
         self._check_params(*X.shape)
         device, generator = self._fit_setup()
         self._data_scale = data_scale(X)
-        Xt = to_tensor(scaled(X, self._data_scale), device=device)
+        Xt = self._data_tensor(X, device, reset=True)
 
         W, layers, n_iter_layers, converged = fit_layers(
             Xt,
@@ -496,7 +495,7 @@ default=None
         # The solvers fit X / c: the first layer, the effective atoms and the
         # codes take sqrt(c) each, the errors c and the losses c ** 2.
         c = self._data_scale
-        self._set_layers(layers, components)
+        self._set_layers(layers, components, X.dtype)
         self.n_components_ = self._ranks[-1]
         self.n_iter_ = n_iter
         self.n_iter_layers_ = list(n_iter_layers)
@@ -509,15 +508,16 @@ default=None
         self._online_state = None
         self.__dict__.pop("n_steps_", None)  # online fitting only
         self._check_finite_fit()
-        return self._fitted_codes(codes)
+        return self._fitted_codes(codes, X.dtype)
 
-    def _set_layers(self, layers, components):
+    def _set_layers(self, layers, components, dtype=None):
         """Store the solvers' layers and effective atoms (tensors) in the
-        data's units: the first layer and ``components_`` times
-        ``sqrt(_data_scale)``."""
-        self.layers_ = [self._fitted_factor(layers[0])]
-        self.layers_ += [to_numpy(H) for H in layers[1:]]
-        self.components_ = self._fitted_factor(components)
+        data's units and ``dtype`` (``None``: the tensors'): the first layer
+        and ``components_`` times ``sqrt(_data_scale)``."""
+        self.layers_ = [self._fitted_factor(layers[0], dtype)]
+        rest = [to_numpy(H) for H in layers[1:]]  # unitless: not rescaled
+        self.layers_ += [H if dtype is None else H.astype(dtype) for H in rest]
+        self.components_ = self._fitted_factor(components, dtype)
 
     def _solver_layers(self, like):
         """``layers_`` as the solvers see them (tensors like ``like``)."""

@@ -14,15 +14,15 @@ from .._core._init import initialize_nmf
 from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
-from ._base import insert_shared_doc, to_tensor
+from ._base import insert_shared_doc
 from ._nmf_base import (
     NMFBase,
     code_solver_max_iter,
     data_scale,
     resolve_init,
     save_online_state,
+    sklearn_normals,
 )
-from ._streaming import scaled
 
 _BETA_LOSS = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -566,7 +566,13 @@ class SparseNMF(NMFBase):
         init = resolve_init(
             self.init, self._n_components, n_samples, n_features, error=error
         )
-        return initialize_nmf(Xt, self._n_components, init, generator=self._generator)
+        return initialize_nmf(
+            Xt,
+            self._n_components,
+            init,
+            generator=self._generator,
+            normals=sklearn_normals(self.random_state),
+        )
 
     # -- fitting -------------------------------------------------------------
     def _fit_full_batch(self, X, W, H):
@@ -577,7 +583,7 @@ class SparseNMF(NMFBase):
         self._check_params(X)
         device, _ = self._fit_setup()
         self._data_scale = data_scale(X)
-        Xt = to_tensor(scaled(X, self._data_scale), device=device)
+        Xt = self._data_tensor(X, device, reset=True)
         W0, H0 = self._initial_factors(X.shape, X.dtype, Xt, W, H)
         l1_W, l1_H, l2_W, l2_H = self._regularization(X)
         W, H, n_iter, converged = fit_nmf(
@@ -604,7 +610,7 @@ class SparseNMF(NMFBase):
         if self._data_scale != 1:  # sqrt(2 D_beta) scales as c ** (beta / 2)
             error *= self._data_scale ** (self._beta_loss / 2)
         self.reconstruction_err_ = error
-        self.components_ = self._fitted_factor(H)
+        self.components_ = self._fitted_factor(H, X.dtype)
         self.n_components_ = self.components_.shape[0]
         self.n_iter_ = n_iter
         self._online_state = None
@@ -772,7 +778,7 @@ class SparseNMF(NMFBase):
         with self._transaction():
             if self.batch_size is None:
                 X, Xt = self._fit_full_batch(X, W, H)
-                return self._fitted_codes(self._codes(X, Xt))
+                return self._fitted_codes(self._codes(X, Xt), X.dtype)
             self._fit_online(X, incremental=False, W=W, H=H)
             return np.concatenate(self._encode_in_batches(self._codes, X))
 
