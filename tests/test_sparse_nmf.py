@@ -350,7 +350,7 @@ def test_deterministic(X_lowrank):
 def test_attributes_and_api(X_lowrank):
     model = SparseNMF(3, random_state=0, max_iter=500)
     out = model.fit_transform(X_lowrank)
-    names = ["sparsenmf0", "sparsenmf1", "sparsenmf2"]
+    names = ["nmf0", "nmf1", "nmf2"]  # scikit-learn's NMF names
     assert list(model.get_feature_names_out()) == names
     assert model.n_components_ == 3 and model.n_features_in_ == 20
     assert not hasattr(model, "feature_names_in_")
@@ -367,7 +367,7 @@ def test_set_output_pandas(X_lowrank):
     df = pd.DataFrame(X_lowrank, columns=[f"f{i}" for i in range(20)])
     model = SparseNMF(3, random_state=0, max_iter=500).set_output(transform="pandas")
     out = model.fit_transform(df)
-    assert list(out.columns) == ["sparsenmf0", "sparsenmf1", "sparsenmf2"]
+    assert list(out.columns) == ["nmf0", "nmf1", "nmf2"]
     assert list(model.feature_names_in_) == list(df.columns)
 
 

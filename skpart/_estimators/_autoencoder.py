@@ -1,7 +1,6 @@
 """The NonnegativeSparseAutoencoder estimator."""
 
 import copy
-import warnings
 from numbers import Integral, Real
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from ..utils._sklearn_compat import (
     _fit_context,
     check_is_fitted,
 )
+from ..utils._warnings import warn
 from ._base import (
     DEVICE_CONSTRAINT,
     DEVICE_DOC,
@@ -576,12 +576,11 @@ class NonnegativeSparseAutoencoder(PartBase):
         self._store(module, history, data.scale)
         self.reconstruction_err_ = reconstruction_err
         if not incremental and not history.converged:
-            warnings.warn(
+            warn(
                 f"{type(self).__name__}: maximum number of epochs {self.max_iter} "
                 "reached and the optimisation has not converged yet. Increase "
                 "max_iter to improve convergence.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
 
     def _training_data(self, X, *, resume, continuing):

@@ -6,17 +6,14 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-)
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_array, check_random_state
 
 from .._core._device import make_generator, resolve_device
 from ..utils._sklearn_compat import (
     Hidden,
     StrOptions,
+    _check_feature_names_in,
     check_is_fitted,
     validate_data,
 )
@@ -93,7 +90,7 @@ def to_numpy(t):
     return t.detach().cpu().numpy()
 
 
-class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class PartBase(TransformerMixin, BaseEstimator):
     """Common machinery of skpart's estimators (private).
 
     Subclasses declare ``_parameter_constraints`` and set the class attribute
@@ -196,9 +193,36 @@ class PartBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         return self._decode(codes, self.components_.astype(codes.dtype, copy=False))
 
     # -- sklearn plumbing ----------------------------------------------------
+    #: Prefix of the names of the output features (``None``: the class name
+    #: in lower case, scikit-learn's convention).
+    _feature_names_prefix = None
+
     @property
     def _n_features_out(self):
         return self.n_components_
+
+    def get_feature_names_out(self, input_features=None):
+        """Get output feature names for transformation.
+
+        The names are the prefix followed by the component index (e.g.
+        ``nmf0``, ``nmf1``, ... for :class:`SparseNMF`, the names of
+        :class:`sklearn.decomposition.NMF`).
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Only used to validate feature names with the names seen in `fit`.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            Transformed feature names.
+        """
+        check_is_fitted(self, "_n_features_out")
+        _check_feature_names_in(self, input_features, generate_names=False)
+        prefix = self._feature_names_prefix or type(self).__name__.lower()
+        names = [f"{prefix}{i}" for i in range(self._n_features_out)]
+        return np.asarray(names, dtype=object)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -2,7 +2,6 @@
 data scale, and calls that leave the estimator as it was when they fail."""
 
 import math
-import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,6 +11,7 @@ from sklearn.utils import check_random_state
 
 from .._core._online import OnlineNMF, error_from_cost, forget_rate, run_passes
 from ..utils._sklearn_compat import check_is_fitted
+from ..utils._warnings import warn
 from ._base import PartBase, to_numpy, to_tensor
 from ._streaming import TensorPasses, open_stream, scaled, validated_chunks
 
@@ -208,11 +208,10 @@ class NMFBase(PartBase):
         """
         if self.tol > 0 and max_iter > 0 and n_iter >= max_iter:
             where = "" if where is None else f" {where}"
-            warnings.warn(
+            warn(
                 f"Maximum number of iterations {max_iter} reached{where}. Increase "
                 f"{param} to improve convergence.",
                 ConvergenceWarning,
-                stacklevel=4,
             )
 
     # -- scale of the data -----------------------------------------------------

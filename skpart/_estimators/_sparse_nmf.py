@@ -1,6 +1,5 @@
 """The SparseNMF estimator: scikit-learn's NMF plus Hoyer's sparseness constraints."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,6 +13,7 @@ from .._core._init import initialize_nmf
 from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from ..utils._warnings import warn
 from ._base import insert_shared_doc
 from ._nmf_base import (
     NMFBase,
@@ -380,6 +380,9 @@ class SparseNMF(NMFBase):
     ((4, 10), 15)
     """
 
+    #: scikit-learn's NMF names its output features nmf0, nmf1, ...
+    _feature_names_prefix = "nmf"
+
     _parameter_constraints: dict = {
         "n_components": [
             Interval(Integral, 1, None, closed="left"),
@@ -476,7 +479,7 @@ class SparseNMF(NMFBase):
                 f"beta_loss='frobenius', got beta_loss = {self.beta_loss!r}"
             )
         if self.solver == "mu" and self.init == "nndsvd":
-            warnings.warn(
+            warn(
                 (
                     "The multiplicative update ('mu') solver cannot update "
                     "zeros present in the initialization, and so leads to "
@@ -484,7 +487,6 @@ class SparseNMF(NMFBase):
                     "You may try init='nndsvda' or init='nndsvdar' instead."
                 ),
                 UserWarning,
-                stacklevel=3,
             )
         data = X.data if hasattr(X, "data") and not isinstance(X, np.ndarray) else X
         if self._beta_loss <= 0 and (
@@ -549,13 +551,12 @@ class SparseNMF(NMFBase):
                 )
             return self._solver_factor(W, Xt), self._solver_factor(H, Xt)
         if W is not None or H is not None:
-            warnings.warn(
+            warn(
                 (
                     "When init!='custom', provided W or H are ignored. Set "
                     " init='custom' to use them as initialization."
                 ),
                 RuntimeWarning,
-                stacklevel=4,
             )
         if self._n_components == "auto":
             self._n_components = n_features

@@ -13,9 +13,14 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_params,
 )
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_is_fitted,
+    validate_data,
+)
 
 __all__ = [
+    "_check_feature_names_in",
     "Hidden",
     "Interval",
     "Options",
