@@ -108,7 +108,8 @@ class SparseNMF(NMFBase):
         - `None`: 'nndsvda' if n_components <= min(n_samples, n_features),
           otherwise random.
         - `'random'`: non-negative random matrices, scaled with
-          `sqrt(X.mean() / n_components)`.
+          `sqrt(X.mean() / n_components)`: scikit-learn's draws, so the same
+          `random_state` gives the same start as scikit-learn's NMF.
         - `'nndsvd'`: Nonnegative Double Singular Value Decomposition (NNDSVD)
           initialisation (better for sparseness).
         - `'nndsvda'`: NNDSVD with zeros filled with the average of X (better
@@ -246,7 +247,10 @@ class SparseNMF(NMFBase):
     Solvers. Without constraints, 'cd' runs HALS (Cichocki and Phan, 2009):
     each block update computes ``X H^T`` and ``H H^T`` once and sweeps the
     components a few times over the small Gram matrix (accelerated HALS,
-    Gillis and Glineur, 2012), in the dtype of the input. Each sweep is
+    Gillis and Glineur, 2012), in the dtype of the input (float32 data of at
+    most 65 536 entries is fitted and encoded in float64, the results
+    returned as float32: at that size float32 saves nothing and costs
+    agreement with the float64 fit). Each sweep is
     scikit-learn's coordinate descent done a component at a time, so the fixed
     points are the same; the extra sweeps only reach a given error in fewer
     passes over the data. 'cd' stops when scikit-learn's test holds (the
@@ -256,7 +260,10 @@ class SparseNMF(NMFBase):
     violation long before the error settles. Both factors are also
     extrapolated along their last change, with restarts when the objective
     increases (Ang and Gillis, 2019), and the best pair met is kept, so 'cd'
-    reaches scikit-learn's fixed points by other iterates. 'mu' is
+    reaches scikit-learn's fixed points by other iterates. Changes of the
+    objective within its rounding noise (four float32 ulps of
+    ``0.5 ||X||^2``) decide neither a restart nor the best pair, so the same
+    data as a dense array, a CSR or a CSC matrix gives the same iterates. 'mu' is
     scikit-learn's multiplicative update for every beta loss, with the
     products formed one row block at a time. Convergence is tested every 10
     iterations (scikit-learn tests 'cd' every iteration), so `n_iter_` is a
