@@ -152,7 +152,7 @@ def test_mu_decreases_every_beta_loss(rng, beta):
     X = torch.from_numpy(rng.rand(30, 12) + 0.1)
     W = torch.from_numpy(rng.rand(30, 3) + 0.1)
     H = torch.from_numpy(rng.rand(3, 12) + 0.1)
-    blocks = DataOperator(X).row_blocks()
+    op = DataOperator(X)
 
     def loss(W, H):
         # The beta divergence written out, independently of the core.
@@ -168,7 +168,7 @@ def test_mu_decreases_every_beta_loss(rng, beta):
         )
 
     previous = loss(W, H)
-    assert float(divergence_rows(blocks, W, H, beta).sum()) == pytest.approx(
+    assert float(divergence_rows(op, W, H, beta).sum()) == pytest.approx(
         previous, rel=1e-10
     )
     for _ in range(20):

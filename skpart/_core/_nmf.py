@@ -282,7 +282,6 @@ class MultiplicativeFit:
     def __init__(self, op, W, H, *, beta, updates, sparseness_W, sparseness_H):
         self.op, self.beta = op, beta
         self.update_W, self.update_H = updates
-        self.blocks = op.row_blocks()
         self.Wt, self.H = _project_start(
             W.mT.clone().contiguous(),
             H.clone().contiguous(),
@@ -299,11 +298,11 @@ class MultiplicativeFit:
             Bt = self.op.codes_product(self.Wt)  # (k, m) = W^T X
             self.H, _ = self.update_H(self.H, self.Wt @ self.Wt.mT, Bt, 1)
             return
-        num, den = mu_terms_codes(self.blocks, self.Wt.mT, self.H, self.beta)
+        num, den = mu_terms_codes(self.op, self.Wt.mT, self.H, self.beta)
         self.Wt = self.update_W.apply(self.Wt, num.mT, den.mT)
         if self.beta < 1:
             self.Wt = torch.where(self.Wt < _EPS64, 0.0, self.Wt)
-        num, den = mu_terms_atoms(self.blocks, self.Wt.mT, self.H, self.beta)
+        num, den = mu_terms_atoms(self.op, self.Wt.mT, self.H, self.beta)
         self.H = self.update_H.apply(self.H, num, den)
         if self.beta <= 1:
             self.H = torch.where(self.H < _EPS64, 0.0, self.H)
@@ -315,7 +314,7 @@ class MultiplicativeFit:
             P = self.op.codes_product(self.Wt)
             res = gram_half_sq_error(self.half_sq_X, P, self.H, self.Wt @ W)
         else:
-            res = divergence_rows(self.blocks, W, self.H, self.beta).sum()
+            res = divergence_rows(self.op, W, self.H, self.beta).sum()
         return float(torch.sqrt(2 * res.clamp(min=0)))
 
 
@@ -449,12 +448,10 @@ class ActiveRows:
     def __init__(self, op, Wt, Bt, beta):
         self.op, self.Wt, self.Bt, self.beta = op, Wt, Bt, beta
         self.index = torch.arange(op.shape[0], device=Wt.device)
-        self.blocks = op.row_blocks() if beta != 2 else None
 
     def divergence(self, H):
         """Per-row error ``sqrt(2 D_beta(x_i, w_i H))`` of the active rows."""
-        blocks = self.blocks if self.blocks is not None else self.op.row_blocks()
-        obj = divergence_rows(blocks, self.Wt.mT, H, self.beta)
+        obj = divergence_rows(self.op, self.Wt.mT, H, self.beta)
         return torch.sqrt(2 * obj.clamp(min=0))
 
     def retire(self, done, out, per_row_state):
@@ -471,7 +468,6 @@ class ActiveRows:
         if self.Bt is not None:
             self.Bt = _keep_columns(self.Bt, keep)
         self.op = self.op.take_rows(keep.nonzero().squeeze(1))
-        self.blocks = self.op.row_blocks() if self.beta != 2 else None
 
 
 def _keep_columns(F, keep):
@@ -505,7 +501,7 @@ def _codes_step(rows, update, H, G, inner, violation):
     if rows.beta == 2:
         rows.Wt, viol = update(rows.Wt, G, rows.Bt, inner, violation=violation)
         return viol
-    num, den = mu_terms_codes(rows.blocks, rows.Wt.mT, H, rows.beta)
+    num, den = mu_terms_codes(rows.op, rows.Wt.mT, H, rows.beta)
     rows.Wt = update.apply(rows.Wt, num.mT, den.mT)
     if rows.beta < 1:
         rows.Wt = torch.where(rows.Wt < _EPS64, 0.0, rows.Wt)

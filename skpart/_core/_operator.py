@@ -2,7 +2,7 @@
 
 import torch
 
-#: Dense entries per row block (beta divergences, densified sparse blocks).
+#: Dense entries per row block (blocks of ``W H`` in the beta divergences).
 BLOCK_ELEMS = 1 << 22
 
 
@@ -35,18 +35,64 @@ class DataOperator:
         self.X, self._Xt = X, Xt
         self.sparse = X.layout != torch.strided
         self.shape = tuple(X.shape)
+        self._to_t = None
 
     @property
     def Xt(self):
         """``X^T``: a view (dense) or a CSR copy made at first use (sparse)."""
         if self._Xt is None:
-            self._Xt = self.X.t().to_sparse_csr() if self.sparse else self.X.mT
+            self._Xt = (
+                self.transposed_with(self.X.values()) if self.sparse else self.X.mT
+            )
         return self._Xt
 
     @property
     def T(self):
         """The operator of ``X^T`` (no copy)."""
         return DataOperator(self.Xt, self.X)
+
+    # -- values at the stored entries of a sparse X -------------------------
+    def sampled_product(self, W, H):
+        """``(W @ H)`` at the stored entries of a CSR ``X``, as a 1-d tensor
+        aligned with ``X.values()``: ``nnz * k`` operations, no ``n x m``
+        block (scikit-learn's ``_special_sparse_dot``)."""
+        return torch.sparse.sampled_addmm(self.X, W, H, beta=0.0).values()
+
+    def with_values(self, values):
+        """A CSR tensor with ``X``'s pattern and ``values`` (in ``X``'s
+        value order); ``X``'s index tensors are shared, not copied."""
+        X = self.X
+        return torch.sparse_csr_tensor(
+            X.crow_indices(),
+            X.col_indices(),
+            values,
+            size=self.shape,
+            check_invariants=False,
+        )
+
+    def transposed_with(self, values):
+        """The CSR tensor of shape ``(n_cols, n_rows)`` with ``X^T``'s pattern
+        and the ``values`` given in ``X``'s value order (``with_values(values)``
+        transposed); the pattern and the permutation are computed once."""
+        if self._to_t is None:
+            self._to_t = self._transpose_pattern()
+        crow, col, order = self._to_t
+        return torch.sparse_csr_tensor(
+            crow, col, values[order], size=self.shape[::-1], check_invariants=False
+        )
+
+    def _transpose_pattern(self):
+        """``X^T``'s CSR indices and the permutation taking ``X``'s value order
+        to ``X^T``'s: a stable sort of the column indices (row order is kept
+        within a column). Peak memory about three index arrays, where
+        ``X.t().to_sparse_csr()`` takes about seven."""
+        n, m = self.shape
+        crow, col = self.X.crow_indices(), self.X.col_indices()
+        order = torch.argsort(col, stable=True)
+        t_crow = torch.zeros(m + 1, dtype=crow.dtype, device=crow.device)
+        torch.cumsum(torch.bincount(col, minlength=m), 0, out=t_crow[1:])
+        t_col = self.row_indices()[order]
+        return t_crow, t_col, order
 
     # -- products ---------------------------------------------------------
     def __matmul__(self, Y):
@@ -79,35 +125,20 @@ class DataOperator:
         return (self.Xt @ Wt.mT).mT.contiguous()
 
     # -- row access -------------------------------------------------------
-    def row_blocks(self, width=None):
-        """Split ``X`` into row blocks of about :data:`BLOCK_ELEMS` dense
-        entries (``width`` columns each, default ``n_cols``).
-
-        Returns a list of ``(slice, block)``; a block is a view of a dense
-        ``X`` or a CSR tensor of rows of a sparse ``X`` (see :func:`dense`).
-        The block boundaries of a sparse ``X`` are read once here (host syncs
-        at setup, none in the iterations).
-        """
+    def row_slices(self, width=None):
+        """Row slices of about :data:`BLOCK_ELEMS` dense entries of ``width``
+        columns each (default ``n_cols``): the blocks in which a dense
+        ``n x width`` product is formed one block at a time."""
         n, m = self.shape
         rows = max(1, BLOCK_ELEMS // max(width or m, 1))
-        slices = [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
-        if not self.sparse:
-            return [(sl, self.X[sl]) for sl in slices]
-        crow, col, val = self.X.crow_indices(), self.X.col_indices(), self.X.values()
-        bounds = crow[[sl.start for sl in slices] + [n]].tolist()
-        return [
-            (
-                sl,
-                torch.sparse_csr_tensor(
-                    crow[sl.start : sl.stop + 1] - bounds[j],
-                    col[bounds[j] : bounds[j + 1]],
-                    val[bounds[j] : bounds[j + 1]],
-                    size=(sl.stop - sl.start, m),
-                    check_invariants=False,
-                ),
-            )
-            for j, sl in enumerate(slices)
-        ]
+        return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    def row_blocks(self, width=None):
+        """Row blocks ``(slice, X[slice])`` of a dense ``X`` (views; see
+        :meth:`row_slices`). A sparse ``X`` is never cut into dense blocks."""
+        if self.sparse:
+            raise TypeError("row_blocks needs a dense X.")
+        return [(sl, self.X[sl]) for sl in self.row_slices(width)]
 
     def take_rows(self, idx):
         """The operator of the rows ``idx`` (an index tensor) of ``X``."""
@@ -132,21 +163,23 @@ class DataOperator:
         )
 
     # -- reductions -------------------------------------------------------
-    def _row_sum_of(self, values, dtype):
-        """Sum per row of ``values`` given at the stored entries of a CSR
-        ``X``, accumulated in ``dtype``."""
+    def row_indices(self):
+        """The row of every stored entry of a CSR ``X`` (in its value order)."""
         crow = self.X.crow_indices()
-        rows = torch.repeat_interleave(
-            torch.arange(self.shape[0], device=crow.device), crow[1:] - crow[:-1]
-        )
-        out = torch.zeros(self.shape[0], dtype=dtype, device=crow.device)
-        return out.index_add_(0, rows, values.to(dtype))
+        rows = torch.arange(self.shape[0], dtype=crow.dtype, device=crow.device)
+        return torch.repeat_interleave(rows, crow[1:] - crow[:-1])
+
+    def row_sums(self, values, dtype):
+        """Sum per row of ``values`` given at the stored entries of a CSR
+        ``X`` (in ``X``'s value order), accumulated in ``dtype``."""
+        out = torch.zeros(self.shape[0], dtype=dtype, device=values.device)
+        return out.index_add_(0, self.row_indices(), values.to(dtype))
 
     def row_sq_norms(self):
         """Squared L2 norm of every row, in float64."""
         if not self.sparse:
             return torch.linalg.vecdot(self.X, self.X).to(torch.float64)
-        return self._row_sum_of(self.X.values().to(torch.float64) ** 2, torch.float64)
+        return self.row_sums(self.X.values().to(torch.float64) ** 2, torch.float64)
 
     def half_sq_norm(self):
         """``0.5 ||X||_F^2`` as a 0-d float64 tensor."""
@@ -156,18 +189,13 @@ class DataOperator:
         """Mean of every row, in ``X``'s dtype."""
         if not self.sparse:
             return self.X.sum(1) / self.shape[1]
-        return self._row_sum_of(self.X.values(), self.X.dtype) / self.shape[1]
+        return self.row_sums(self.X.values(), self.X.dtype) / self.shape[1]
 
     def mean(self):
         """Mean of all entries (zeros included), a 0-d tensor in ``X``'s dtype."""
         if not self.sparse:
             return self.X.mean()
         return self.X.values().sum() / (self.shape[0] * self.shape[1])
-
-
-def dense(block):
-    """A row block of :meth:`DataOperator.row_blocks` as a dense tensor."""
-    return block if block.layout == torch.strided else block.to_dense()
 
 
 def gram_half_sq_error(half_sq_X, P, V, Q, VVt=None):
