@@ -156,8 +156,10 @@ def n_inner_sweeps(n_rows, n_other, k):
     """Sweeps per HALS block update (Gillis and Glineur's accelerated HALS).
 
     A sweep costs about ``n_rows * k**2`` operations while the products that
-    prepare it cost ``n_rows * n_other * k``; repeating the cheap sweep a few
-    times per product makes each outer iteration closer to an exact block
+    prepare it cost ``n_rows * n_other * k``, with ``n_other`` the entries of
+    the data per problem row (the other dimension for dense data, the mean
+    stored entries for sparse data); repeating the cheap sweep a few times
+    per product makes each outer iteration closer to an exact block
     minimisation. The count depends only on the shapes (no host sync).
     """
     rho = 1.0 + n_other / (k + 1.0)

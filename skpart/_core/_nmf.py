@@ -142,10 +142,18 @@ class ExtrapolatedHALS:
         self.op, self.penalties = op, penalties
         self.update_W, self.update_H = updates
         self.half_sq_X = op.half_sq_norm()
-        # At least two sweeps per block update: with the extrapolation, one
-        # sweep makes each iteration too inexact to pay for its products.
-        self.inner_W = max(2, n_inner_sweeps(n, m, k))
-        self.inner_H = max(2, n_inner_sweeps(m, n, k))
+        # The sweeps per block update grow with the cost of the products,
+        # counted in the non-zeros of X (the same work in any container). At
+        # least two when a row of X has as many non-zeros as there are
+        # components: with the extrapolation, one sweep made each iteration
+        # too inexact to pay for its products. With fewer, the products cost
+        # less than a sweep and one is best (random CSR 50 000 x 20 000 at
+        # density 0.001, k = 50: sklearn's 50-iteration error in 3.7 s with
+        # one sweep, 4.8 s with two, 16 s with four).
+        per_row, per_col = op.mean_entries()
+        least = 2 if per_row >= k else 1
+        self.inner_W = max(least, n_inner_sweeps(n, per_row, k))
+        self.inner_H = max(least, n_inner_sweeps(m, per_col, k))
         self.constrained = sparseness_W is not None or sparseness_H is not None
         # Rescaling the components would change every sample's code sparseness
         # and the penalties.
@@ -604,7 +612,9 @@ def solve_codes(
     if hals and Bt is not None:
         Bt = Bt.contiguous()
     rows = ActiveRows(op, Wt, Bt, beta)
-    inner = n_inner_sweeps(*op.shape, H.shape[0]) if solver == "cd" else 1
+    inner = 1
+    if solver == "cd":
+        inner = n_inner_sweeps(op.shape[0], op.mean_entries()[0], H.shape[0])
     rule = None
     if tol > 0:
         first = None if hals else _row_errors(rows, update, H, G, constrained, True)

@@ -162,6 +162,20 @@ class DataOperator:
             )
         )
 
+    def mean_entries(self):
+        """Mean non-zero entries per row and per column of ``X``, floats.
+
+        The stored entries of a sparse ``X`` (no host sync); the non-zeros of
+        a dense one (one pass and one sync), so that solvers sized by these
+        numbers do the same work on the same data in either container.
+        """
+        n, m = self.shape
+        if self.sparse:
+            nnz = self.X.values().numel()
+        else:
+            nnz = int(torch.count_nonzero(self.X))
+        return nnz / max(n, 1), nnz / max(m, 1)
+
     # -- reductions -------------------------------------------------------
     def row_indices(self):
         """The row of every stored entry of a CSR ``X`` (in its value order)."""
