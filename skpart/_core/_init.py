@@ -36,7 +36,7 @@ def _flip_signs(U, Vh):
     return U, Vh
 
 
-def _range_finder(op, size, n_iter, generator):
+def _range_finder(op, size, n_iter, generator, normals=None):
     """Orthonormal basis approximating the range of ``A`` (Halko et al., alg. 4.4).
 
     Subspace (power) iteration from a Gaussian test matrix drawn from
@@ -57,6 +57,9 @@ def _range_finder(op, size, n_iter, generator):
         Number of power iterations.
     generator : torch.Generator
         CPU generator for the Gaussian test matrix.
+    normals : callable or None, default=None
+        Source of the test matrix instead of ``generator`` (see
+        :func:`initialize_nmf`).
 
     Returns
     -------
@@ -64,14 +67,19 @@ def _range_finder(op, size, n_iter, generator):
         Orthonormal columns.
     """
     dtype, device = op.X.dtype, op.X.device
-    Q = randn((op.shape[1], size), generator, dtype=dtype, device=device)
+    if normals is None:
+        Q = randn((op.shape[1], size), generator, dtype=dtype, device=device)
+    else:
+        Q = normals((op.shape[1], size)).to(dtype=dtype, device=device)
     for _ in range(n_iter):
         Q, _ = torch.linalg.qr(op.rmatmul(op @ Q))
     Q, _ = torch.linalg.qr(op @ Q)
     return Q
 
 
-def randomized_svd(X, n_components, *, generator, n_oversamples=10, n_iter="auto"):
+def randomized_svd(
+    X, n_components, *, generator, n_oversamples=10, n_iter="auto", normals=None
+):
     """Truncated SVD by randomized subspace iteration, seeded by a generator.
 
     The torch counterpart of scikit-learn's ``randomized_svd`` (Halko, Martinsson
@@ -99,6 +107,10 @@ def randomized_svd(X, n_components, *, generator, n_oversamples=10, n_iter="auto
         Extra basis vectors beyond ``n_components``.
     n_iter : int or "auto", default="auto"
         Number of power iterations.
+    normals : callable or None, default=None
+        ``normals(shape)`` gives the Gaussian test matrix (standard normal
+        draws, a CPU tensor) instead of ``generator``: with scikit-learn's
+        draws, the same span as scikit-learn's ``randomized_svd``.
 
     Returns
     -------
@@ -116,7 +128,7 @@ def randomized_svd(X, n_components, *, generator, n_oversamples=10, n_iter="auto
     transpose = n_samples < n_features
     if transpose:
         op = op.T
-    Q = _range_finder(op, n_components + n_oversamples, n_iter, generator)
+    Q = _range_finder(op, n_components + n_oversamples, n_iter, generator, normals)
     B = op.rmatmul(Q).mT
     Uhat, S, Vh = torch.linalg.svd(B, full_matrices=False)
     U = Q @ Uhat[:, :n_components]
@@ -182,7 +194,9 @@ def _nndsvd(U, S, Vh, eps):
     return W, H
 
 
-def initialize_nmf(X, n_components, init, *, generator, eps=1e-6, normals=None):
+def initialize_nmf(
+    X, n_components, init, *, generator, eps=1e-6, normals=None, svd_normals=None
+):
     """Starting factors ``W`` and ``H`` for an NMF of ``X``, with ``X ~ W @ H``.
 
     Same methods and semantics as scikit-learn's
@@ -200,13 +214,14 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6, normals=None):
       ``|N(0, 1)| * X.mean() / 100`` (``W``'s zeros first, then ``H``'s).
 
     The caller validates ``X`` (non-negative), ``init`` (resolving ``None``)
-    and that ``n_components <= min(X.shape)`` for the NNDSVD methods. The SVD's
-    test matrix comes from ``generator``; the normal draws of ``"random"`` and
-    of the fill of ``"nndsvdar"`` come from ``normals`` when it is given (the
-    estimators pass scikit-learn's NumPy draws there, so that a seed gives
-    scikit-learn's start), otherwise from ``generator`` after the SVD. The
-    results agree with scikit-learn's for ``"nndsvd"`` and ``"nndsvda"`` up to
-    the accuracy of the randomized SVD.
+    and that ``n_components <= min(X.shape)`` for the NNDSVD methods. The
+    normal draws of ``"random"`` and of the fill of ``"nndsvdar"`` come from
+    ``normals``, the SVD's test matrix from ``svd_normals``, when they are
+    given (SparseNMF passes scikit-learn's NumPy draws there, each from its
+    own generator as scikit-learn's ``_initialize_nmf`` does, so that a seed
+    gives scikit-learn's start), otherwise from ``generator`` (the SVD's test
+    matrix first). With scikit-learn's draws, ``"nndsvd"`` and ``"nndsvda"``
+    agree with scikit-learn's up to the accuracy of the randomized SVD.
 
     Parameters
     ----------
@@ -221,7 +236,7 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6, normals=None):
         CPU generator for every random draw.
     eps : float, default=1e-6
         NNDSVD entries below this are truncated to zero.
-    normals : callable or None, default=None
+    normals, svd_normals : callable or None, default=None
         ``normals(shape)`` returns standard normal draws of that shape as a
         CPU tensor, in the order of the calls; ``None`` draws from
         ``generator``.
@@ -255,7 +270,7 @@ def initialize_nmf(X, n_components, init, *, generator, eps=1e-6, normals=None):
         W = draw((n_samples, n_components))
         return W.abs_().mul_(scale), H.abs_().mul_(scale)
 
-    U, S, Vh = randomized_svd(X, n_components, generator=generator)
+    U, S, Vh = randomized_svd(X, n_components, generator=generator, normals=svd_normals)
     W, H = _nndsvd(U, S, Vh, eps)
 
     if init == "nndsvda":

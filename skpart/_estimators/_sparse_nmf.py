@@ -580,6 +580,7 @@ class SparseNMF(NMFBase):
             init,
             generator=self._generator,
             normals=sklearn_normals(self.random_state),
+            svd_normals=sklearn_normals(self.random_state),
         )
 
     # -- fitting -------------------------------------------------------------
