@@ -621,7 +621,7 @@ def main():
         f"max_iter {args.search_max_iter}; the cell gives that fit. Topics "
         "matched: sklearn's 20 components whose best-matching "
         f"SparseNMF component has cosine > {MATCH_COSINE}. Load: 1-minute load "
-        "average after the row.",
+        "average after the row, this benchmark's own 1 or 2 threads included.",
     ]
     for threads, rows in tables.items():
         text += ["", f"## {threads} thread{'s' if threads > 1 else ''}", ""]
