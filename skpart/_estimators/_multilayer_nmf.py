@@ -18,6 +18,7 @@ from ._nmf_base import (
     data_scale,
     resolve_init,
     save_online_state,
+    sklearn_normals,
 )
 
 _SPARSENESS_CONSTRAINT = [Interval(Real, 0, 1, closed="both"), list, tuple, None]
@@ -538,7 +539,17 @@ default=None
         layer's codes as the next layer's input."""
         states, data = [], first_batch
         for idx, k in enumerate(self._ranks):
-            _, H = initialize_nmf(data, k, self._inits[idx], generator=self._generator)
+            # The first layer starts as SparseNMF does (scikit-learn's draws):
+            # a one-layer model streams as SparseNMF.
+            first = {}
+            if idx == 0:
+                first = dict(
+                    normals=sklearn_normals(self.random_state),
+                    svd_normals=sklearn_normals(self.random_state),
+                )
+            _, H = initialize_nmf(
+                data, k, self._inits[idx], generator=self._generator, **first
+            )
             states.append(OnlineNMF.start(H, self._sparseness_components[idx]))
             if idx + 1 < len(self._ranks):
                 data, _ = solve_codes(
