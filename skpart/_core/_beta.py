@@ -2,7 +2,7 @@
 
 import torch
 
-from ._operator import DataOperator, gram_half_sq_error
+from ._operator import DataOperator
 
 #: Floor used by scikit-learn's multiplicative updates (float32 machine epsilon).
 EPSILON = float(torch.finfo(torch.float32).eps)
@@ -120,22 +120,17 @@ def beta_divergence(X, W, H, beta, *, square_root=False):
     Notes
     -----
     For sparse ``X`` the cost is that of its non-zeros, as in scikit-learn:
-    ``beta=2`` from ``||X||^2``, ``W^T X`` and the Gram matrices; other betas
-    from ``W H`` at the stored entries of ``X`` (plus, for ``beta`` not 0 or
-    1, the sum of ``(W H)^beta`` over row blocks). Dense ``X``: row blocks of
-    ``W H``.
+    the terms with ``X`` come from ``W H`` at its stored entries; ``W H``'s
+    own term from the Gram matrices (``beta=2``), in closed form (``beta``
+    0 and 1) or over row blocks of ``W H``. No transposed copy of ``X`` is
+    made. Dense ``X``: row blocks of ``W H`` (:func:`divergence_rows`).
 
     Returns
     -------
     Tensor
         0-d float64 tensor on ``X``'s device.
     """
-    op = DataOperator(X)
-    if float(beta) == 2 and op.sparse:
-        Wt = W.mT
-        res = gram_half_sq_error(op.half_sq_norm(), op.codes_product(Wt), H, Wt @ W)
-    else:
-        res = divergence_rows(op, W, H, float(beta)).sum()
+    res = divergence_rows(DataOperator(X), W, H, float(beta)).sum()
     return torch.sqrt(2 * res.clamp(min=0)) if square_root else res
 
 
