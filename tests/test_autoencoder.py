@@ -207,16 +207,19 @@ def test_components_nonnegative_with_projection_over_init_grid(
 
 def test_nmf_identity_factors_the_identity(X_digits):
     """With k = n_features the linear parts of encoder and decoder multiply to
-    about the identity (HALS finds a local minimum that merges a few features,
-    so the check is on the relative error and the trace)."""
+    the identity (the exact factors: HALS from the NNDSVD of the identity
+    merged a few features, 0.28 to 0.31 away in relative norm); with fewer
+    units, to a non-negative approximation of it."""
     X = torch.from_numpy(X_digits)
-    module = _module(X, k=X.shape[1], init="nmf_identity")
-    A = module.encoder_weight.detach().T / 4.0
-    B = module.decoder_weight.detach() / 4.0  # sigmoid output, linearised
-    assert A.min() >= 0 and B.min() >= 0
-    eye = torch.eye(X.shape[1], dtype=X.dtype)
-    assert torch.linalg.norm(A @ B - eye) / torch.linalg.norm(eye) < 0.3
-    assert torch.trace(A @ B) > 0.9 * X.shape[1]
+    n = X.shape[1]
+    eye = torch.eye(n, dtype=X.dtype)
+    for k, bound in ((n, 1e-12), (n // 2, 0.72)):
+        module = _module(X, k=k, init="nmf_identity")
+        A = module.encoder_weight.detach().T / 4.0
+        B = module.decoder_weight.detach() / 4.0  # sigmoid output, linearised
+        assert A.min() >= 0 and B.min() >= 0
+        # rank k: at best sqrt(1 - k / n) = 0.707 of its norm is missed (met)
+        assert torch.linalg.norm(A @ B - eye) / torch.linalg.norm(eye) < bound
 
 
 def test_loss_curve_decreases_on_digits(X_digits):

@@ -145,7 +145,8 @@ def initialize_autoencoder(module, X, init, *, generator, nmf_max_iter=100):
       (:func:`_matching_encoder`).
     - ``"nmf_identity"``: NMF of the identity of size ``n_features``,
       ``I ~ A B``; the encoder is ``A`` and the decoder ``B`` (both non-negative),
-      through the linearised sigmoid.
+      through the linearised sigmoid. With ``n_components >= n_features`` the
+      factors are exact (identity blocks).
 
     All draws come from ``generator`` (on the CPU).
     """
@@ -175,8 +176,13 @@ def initialize_autoencoder(module, X, init, *, generator, nmf_max_iter=100):
             A = torch.linalg.pinv(H)
             _matching_encoder(module, X, A, H)
         elif init == "nmf_identity":
-            eye = torch.eye(n, **kw)
-            A, B = _nmf_factors(eye, k, generator, nmf_max_iter)
+            if k >= n:
+                # The identity factors exactly, I = [I 0] [I 0]^T. HALS from
+                # the NNDSVD of the identity (all singular values equal: any
+                # basis) ends in a local minimum that merges a few features.
+                A, B = torch.eye(n, k, **kw), torch.eye(k, n, **kw)
+            else:
+                A, B = _nmf_factors(torch.eye(n, **kw), k, generator, nmf_max_iter)
             _matching_encoder(module, X, A, B)
         else:
             raise ValueError(f"Unknown weight_init {init!r}")
