@@ -168,12 +168,13 @@ def _nndsvd(U, S, Vh, eps):
     W : torch.Tensor of shape (n_samples, k)
     H : torch.Tensor of shape (k, n_features)
     """
-    x_p, x_n = U.clamp(min=0), (-U).clamp(min=0)
-    y_p, y_n = Vh.clamp(min=0), (-Vh).clamp(min=0)
-    x_p_nrm = torch.linalg.vector_norm(x_p, dim=0)
-    x_n_nrm = torch.linalg.vector_norm(x_n, dim=0)
-    y_p_nrm = torch.linalg.vector_norm(y_p, dim=1)
-    y_n_nrm = torch.linalg.vector_norm(y_n, dim=1)
+    # One (n, k) temporary at a time: the parts are formed as norms first,
+    # then only the chosen part of every column (the factors of a large
+    # sparse X are the largest arrays of the fit).
+    x_p_nrm = torch.linalg.vector_norm(U.clamp(min=0), dim=0)
+    x_n_nrm = torch.linalg.vector_norm(U.clamp(max=0), dim=0)
+    y_p_nrm = torch.linalg.vector_norm(Vh.clamp(min=0), dim=1)
+    y_n_nrm = torch.linalg.vector_norm(Vh.clamp(max=0), dim=1)
     m_p, m_n = x_p_nrm * y_p_nrm, x_n_nrm * y_n_nrm
     use_p = m_p > m_n
     sigma = torch.where(use_p, m_p, m_n)
@@ -184,13 +185,15 @@ def _nndsvd(U, S, Vh, eps):
     x_nrm = torch.where(x_nrm > 0, x_nrm, torch.ones_like(x_nrm))
     y_nrm = torch.where(y_nrm > 0, y_nrm, torch.ones_like(y_nrm))
     lbd = torch.sqrt(S * sigma)
-    W = torch.where(use_p, x_p, x_n) * (lbd / x_nrm)
-    H = torch.where(use_p.unsqueeze(1), y_p, y_n) * (lbd / y_nrm).unsqueeze(1)
+    # The positive part of the column, or of its negation (exact).
+    sign = torch.where(use_p, 1.0, -1.0).to(U.dtype)
+    W = (U * sign).clamp_(min=0).mul_(lbd / x_nrm)
+    H = (Vh * sign.unsqueeze(1)).clamp_(min=0).mul_((lbd / y_nrm).unsqueeze(1))
     root_s0 = torch.sqrt(S[0])
     W[:, 0] = root_s0 * U[:, 0].abs()
     H[0, :] = root_s0 * Vh[0, :].abs()
-    W[W < eps] = 0
-    H[H < eps] = 0
+    W.masked_fill_(W < eps, 0)
+    H.masked_fill_(H < eps, 0)
     return W, H
 
 
@@ -274,8 +277,8 @@ def initialize_nmf(
     W, H = _nndsvd(U, S, Vh, eps)
 
     if init == "nndsvda":
-        W = torch.where(W == 0, avg, W)
-        H = torch.where(H == 0, avg, H)
+        W.masked_fill_(W == 0, avg)
+        H.masked_fill_(H == 0, avg)
     elif init == "nndsvdar":
         for M in (W, H):
             zeros = M == 0
