@@ -569,7 +569,6 @@ def test_converged_layer_does_not_warn_about_max_iter(X):
     # The first layer's cap set to the iterations its stopping rule needs:
     # MultilayerNMF says the layer converged and does not warn.
     params = dict(n_components=(10, 4), tol=1e-2, fine_tune_iter=0, random_state=0)
-    params["transform_max_iter"] = 1000  # the final codes' cap is not tested here
     n_iter = MultilayerNMF(**params).fit(X[:300]).n_iter_layers_[0]
     out = io.StringIO()
     with warnings.catch_warnings():

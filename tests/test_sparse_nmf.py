@@ -285,6 +285,21 @@ def test_transform_is_batch_independent(X_lowrank, solver, s_codes):
     np.testing.assert_allclose(full[3], model.transform(X_lowrank[3:4])[0], rtol=1e-6)
 
 
+def test_codes_do_not_depend_on_the_density_of_the_batch(rng):
+    # Sparse rows alone and among dense ones: the same codes. (The HALS
+    # sweeps of the codes were once sized by the batch's non-zeros: 2 sweeps
+    # with the dense rows, 1 without, 8.8e-7 apart.)
+    X = rng.rand(200, 60)
+    X[:100] *= rng.rand(100, 60) < 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = SparseNMF(2, random_state=0, max_iter=50).fit(X)
+    # (to rounding: the products of a smaller batch are blocked otherwise)
+    np.testing.assert_allclose(
+        model.transform(X[:7]), model.transform(X)[:7], rtol=1e-12, atol=1e-15
+    )
+
+
 @pytest.mark.parametrize("s_codes", [None, 0.5])
 def test_fit_transform_equals_fit_then_transform(X_lowrank, s_codes):
     kw = dict(n_components=5, sparseness_codes=s_codes, random_state=0, max_iter=30)

@@ -612,9 +612,9 @@ def solve_codes(
     if hals and Bt is not None:
         Bt = Bt.contiguous()
     rows = ActiveRows(op, Wt, Bt, beta)
-    inner = 1
-    if solver == "cd":
-        inner = n_inner_sweeps(op.shape[0], op.mean_entries()[0], H.shape[0])
+    # Sweeps by the shape alone (not by the batch's non-zeros), so that a
+    # sample's codes do not depend on the other samples of its batch.
+    inner = n_inner_sweeps(*op.shape, H.shape[0]) if solver == "cd" else 1
     rule = None
     if tol > 0:
         first = None if hals else _row_errors(rows, update, H, G, constrained, True)
