@@ -17,10 +17,11 @@ from ._updates import ShuffledOrder, add_ridge, factor_update
 CHECK_EVERY = 10
 #: The extrapolated HALS rebalances the scale of its factors this often.
 BALANCE_EVERY = 10
-#: Objective changes below this many ulps of the data's ``0.5 ||X||^2`` (in
-#: the working precision, and at least ``_NOISE_ULPS_64`` float64 ulps, the
-#: rounding of the Gram formula's float64 sums) are rounding noise: they
-#: neither trigger a restart nor decide which pair is the best.
+#: Objective changes below this many float32 ulps of the data's
+#: ``0.5 ||X||^2`` (and at least ``_NOISE_ULPS_64`` float64 ulps, the rounding
+#: of the Gram formula's float64 sums) are rounding noise: they neither
+#: trigger a restart nor decide which pair is the best. float32 ulps in every
+#: dtype, so that float32 and float64 fits decide alike.
 _NOISE_ULPS = 4
 _NOISE_ULPS_64 = 64
 #: Codes smaller than this are set to 0 by the multiplicative updates of a
@@ -74,9 +75,9 @@ class Extrapolation:
         self.ceiling = min(1.0, self.ceiling_growth * self.ceiling)
 
 
-def objective_noise(dtype, half_sq_X):
+def objective_noise(half_sq_X):
     """Rounding noise of the Gram-formula objective of data with
-    ``0.5 ||X||^2 = half_sq_X``, for factors in ``dtype`` (a float)."""
+    ``0.5 ||X||^2 = half_sq_X``, in any dtype (a float)."""
     ulps = max(
         _NOISE_ULPS * torch.finfo(torch.float32).eps,
         _NOISE_ULPS_64 * torch.finfo(torch.float64).eps,
@@ -167,7 +168,7 @@ class ExtrapolatedHALS:
         self.Wy, self.Hy = Wt, H  # extrapolated pair
         self.weight = Extrapolation()
         self.best, self.best_obj, self.obj_prev = (Wt, H), None, None
-        self.noise = objective_noise(H.dtype, self.half_sq_X)
+        self.noise = objective_noise(self.half_sq_X)
         self.initial_error = None
 
     def objective(self, P, V, Q, Wt, H):

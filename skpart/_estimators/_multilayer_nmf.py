@@ -517,7 +517,9 @@ default=None
         and ``components_`` times ``sqrt(_data_scale)``."""
         self.layers_ = [self._fitted_factor(layers[0], dtype)]
         rest = [to_numpy(H) for H in layers[1:]]  # unitless: not rescaled
-        self.layers_ += [H if dtype is None else H.astype(dtype) for H in rest]
+        self.layers_ += [
+            H if dtype is None else H.astype(dtype, copy=False) for H in rest
+        ]
         self.components_ = self._fitted_factor(components, dtype)
 
     def _solver_layers(self, like):

@@ -71,7 +71,8 @@ SMALL_DATA = 1 << 16
 
 def working_dtype(X):
     """The torch dtype the solvers work in for the validated ``X``: float64
-    for float32 data of at most :data:`SMALL_DATA` entries, else ``X``'s."""
+    for float32 data of at most :data:`SMALL_DATA` entries, else ``None``
+    (``X``'s own)."""
     if X.dtype == np.float32 and X.shape[0] * X.shape[1] <= SMALL_DATA:
         return torch.float64
     return None
@@ -100,9 +101,11 @@ def sklearn_normals(random_state):
     Returns a function ``shape -> CPU float64 tensor`` (the ``normals`` of
     :func:`~skpart._core._init.initialize_nmf`) drawing from
     ``check_random_state(random_state)``: a fresh ``RandomState`` for an int
-    seed, the global one for ``None``, the instance itself otherwise. So
-    ``init="random"`` (and the fill of ``"nndsvdar"``) starts where
-    scikit-learn's NMF starts for the same seed, on every device.
+    seed, the global one for ``None``, the instance itself otherwise. Given
+    as ``normals`` (the draws of ``init="random"`` and of nndsvdar's fill) and,
+    from another call, as ``svd_normals`` (the randomized SVD's test matrix),
+    the init starts where scikit-learn's NMF starts for the same seed, on
+    every device.
     """
     rng = check_random_state(random_state)
 
