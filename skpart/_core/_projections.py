@@ -1,5 +1,6 @@
 """Batched projections onto Hoyer sparseness sets and the non-negative orthant."""
 
+import contextlib
 import math
 
 import torch
@@ -26,15 +27,26 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
     with L1 norm ``l1`` and L2 norm ``l2``.
 
     The projection has the form ``beta * max(x - alpha, 0)`` (Thom & Palm,
-    2013). The offset ``alpha`` is found by Hoyer's (2004) active-set iteration,
-    written in closed form and run on all rows at once: on the current support
-    the quadratic ``(L1 - k a)^2 = r^2 (L2^2 - 2 a L1 + k a^2)`` is solved
-    exactly, the entries that fall below the new offset leave the support, and
-    the loop stops when no support changes (about ten passes on MNIST-sized
-    rows). The result is exact up to rounding, not an iterate: every row is
-    checked against its target norms and a row that misses them (rounding on
-    near-ties in float32) is recomputed by the exact sort-based method in
-    float64.
+    2013), its support the ``k`` largest entries of the row for one ``k``.
+    Two exact methods find ``alpha``, chosen by :func:`sync_free_method`:
+
+    - off the CPU, the sort-based method of Thom and Palm: every row is sorted
+      once, the offset of every candidate support is solved in closed form
+      from the running sums, and the one consistent with its support is kept.
+      A fixed sequence of kernels, whatever the values: no read-back to the
+      host, so it can be queued (or captured in a CUDA graph) without waiting
+      for the device.
+    - on the CPU, where reading a value back costs nothing but a sort costs
+      as much as the whole iteration, Hoyer's (2004) active-set iteration,
+      written in closed form and run on all rows at once: on the current
+      support the quadratic ``(L1 - k a)^2 = r^2 (L2^2 - 2 a L1 + k a^2)`` is
+      solved exactly, the entries that fall below the new offset leave the
+      support, and the loop stops when no support changes (about ten passes
+      on MNIST-sized rows). Every row is then checked against its target
+      norms, and a row that misses them (rounding on near-ties in float32) is
+      recomputed by the sort-based method in float64.
+
+    Both are exact up to rounding; they differ in the last bits.
 
     Parameters
     ----------
@@ -55,15 +67,17 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
     -----
     The projection is not unique when more of a row's largest entries tie than
     the target support can hold (an all-zero or constant row, or a binary
-    image at high sparseness). Such rows go to the sort-based method with ties
-    broken by position (the earlier entry counts as larger), so the result is
-    deterministic. The two ends are exact: ``l1 == sqrt(n) * l2`` (sparseness
-    0) gives the constant row and ``l1 == l2`` (sparseness 1) a single non-zero
-    entry at the row's first maximum.
+    image at high sparseness). Such rows are lowered by a ramp far below the
+    data's resolution, the earlier entry of a tie counting as larger, so the
+    result is deterministic. The two ends are exact: ``l1 == sqrt(n) * l2``
+    (sparseness 0) gives the constant row and ``l1 == l2`` (sparseness 1) a
+    single non-zero entry at the row's first maximum.
     """
     n_rows, n = x.shape
-    l1 = torch.as_tensor(l1, dtype=x.dtype, device=x.device).expand(n_rows)[:, None]
-    l2 = torch.as_tensor(l2, dtype=x.dtype, device=x.device).expand(n_rows)[:, None]
+    sync_free = sync_free_method(x.device)
+    dtype = torch.float64 if sync_free else x.dtype
+    l1 = _column(l1, n_rows, dtype, x.device)
+    l2 = _column(l2, n_rows, dtype, x.device)
     r2 = (l1 / l2) ** 2
     max_iter = n if max_iter is None else max_iter
     rows = max(16, _CPU_CHUNK_BYTES // (n * x.element_size()))
@@ -77,11 +91,43 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
                     l2[i : i + rows],
                     r2[i : i + rows],
                     max_iter,
+                    sync_free,
                 )
                 for i in range(0, n_rows, rows)
             ]
         )
-    return _project_block(x, l1, l2, r2, max_iter)
+    return _project_block(x, l1, l2, r2, max_iter, sync_free)
+
+
+def _column(value, n_rows, dtype, device):
+    """A norm target as a column of ``n_rows`` values: a number is filled in
+    on the device (no copy from the host)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype).expand(n_rows)[:, None]
+    return torch.full((n_rows, 1), value, dtype=dtype, device=device)
+
+
+#: Force the sync-free method on the CPU too (see :func:`sync_free_method`).
+_FORCE_SYNC_FREE = False
+
+
+def sync_free_method(device):
+    """Whether :func:`project_l1_l2` uses its sync-free (sort-based) method on
+    ``device``: everywhere but on the CPU, and on the CPU inside
+    :func:`force_sync_free`."""
+    return device.type != "cpu" or _FORCE_SYNC_FREE
+
+
+@contextlib.contextmanager
+def force_sync_free():
+    """Use the sync-free method of :func:`project_l1_l2` on the CPU too
+    inside the block: what a GPU runs, checked on the CPU."""
+    global _FORCE_SYNC_FREE
+    old, _FORCE_SYNC_FREE = _FORCE_SYNC_FREE, True
+    try:
+        yield
+    finally:
+        _FORCE_SYNC_FREE = old
 
 
 #: Bytes of a CPU row block of :func:`project_l1_l2`: large enough that the
@@ -91,8 +137,10 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
 _CPU_CHUNK_BYTES = 1 << 20
 
 
-def _project_block(x, l1, l2, r2, max_iter):
+def _project_block(x, l1, l2, r2, max_iter, sync_free):
     """:func:`project_l1_l2` on one block of rows (norms as column tensors)."""
+    if sync_free:
+        return _project_sort_based(x, l1, r2)
     n = x.shape[1]
     row_max = x.amax(dim=1, keepdim=True)
     dense_end = (r2 >= n * (1 - 1e-6)).squeeze(1)
@@ -209,26 +257,64 @@ def _project_active_set(x, l1, r2, row_max, max_iter, *, centered=False):
     return d * (l1 / d.sum(dim=1, keepdim=True)), stuck.squeeze(1)
 
 
-def _project_sorted(x, l1, r2):
-    """Exact sort-based projection (float64), ties broken by position."""
+def _sorted_solve(x, l1, r2, *, ramp_all=False):
+    """The sort-based method of :func:`project_l1_l2` in float64, up to the
+    last step: the projected rows in descending order of ``x`` (stable: ties
+    by position) and that order. No data-dependent control flow.
+
+    The support size is the ``k`` with ``y_(k+1) <= alpha_k < y_k`` (and
+    ``k > r2``: a support of ``k`` entries has at most the ratio ``sqrt(k)``);
+    rounding can leave every ``k`` slightly off, so the least violation wins
+    (the first on a tie). A row whose largest entries agree within ``1e-9``
+    of its range in more places than the target support can hold (and no
+    ``k`` then fits) is first lowered by a ramp of that size along the
+    positions (the ramp of the CPU method): the sorted order of tied entries
+    is their order of position, which the ramp keeps, and the earlier entry
+    counts as larger. With ``ramp_all`` every row is lowered instead by a
+    ramp along the sorted order (the CPU method's last resort, for rows
+    that are tie-broken already).
+    """
     n = x.shape[1]
     work = torch.float64
-    y, order = torch.sort(x.to(work), dim=1, descending=True, stable=True)
+    y, order = torch.sort(x, dim=1, descending=True, stable=True)
+    y = y.to(work)
     y = y - y[:, :1]  # shift: the largest entry is 0
     scale = -y[:, -1:]
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    y = y - 1e-9 * scale * torch.arange(n, dtype=work, device=x.device) / n
+    if ramp_all:
+        y = y - 1e-9 * scale * torch.arange(n, dtype=work, device=x.device) / n
+    else:
+        n_top = (y >= -1e-9 * scale).sum(dim=1, keepdim=True)
+        y = torch.where(n_top >= r2, y - 1e-9 * scale * order.to(work) / n, y)
     k = torch.arange(1, n + 1, dtype=work, device=x.device)
-    r2 = r2.to(work)
     alpha = _quadratic_offset(k, torch.cumsum(y, 1), torch.cumsum(y * y, 1), r2)
-    # The support size k is the one with y_{k+1} <= alpha < y_k.
     y_next = torch.cat([y[:, 1:], torch.full_like(y[:, :1], -torch.inf)], dim=1)
     violation = (alpha - y).clamp(min=0) + (y_next - alpha).clamp(min=0)
     violation = torch.where(k > r2, violation, torch.inf)
     a = torch.gather(alpha, 1, torch.argmin(violation, dim=1, keepdim=True))
     p = torch.relu(y - a)
-    p = p * (l1.to(work) / p.sum(dim=1, keepdim=True))
+    return p * (l1 / p.sum(dim=1, keepdim=True)), order
+
+
+def _project_sorted(x, l1, r2):
+    """Exact sort-based projection (float64), ties broken by position."""
+    work = torch.float64
+    p, order = _sorted_solve(x, l1.to(work), r2.to(work), ramp_all=True)
     return torch.empty_like(p).scatter_(1, order, p).to(x.dtype)
+
+
+def _project_sort_based(x, l1, r2):
+    """The sync-free method of :func:`project_l1_l2` on one block (``l1``,
+    ``r2``: float64 columns), the ends included: a fixed sequence of kernels,
+    no read-back to the host."""
+    n = x.shape[1]
+    p, order = _sorted_solve(x, l1, r2)
+    # Sparseness 1: the first maximum alone (first in the stable order);
+    # sparseness 0: the constant row.
+    first = torch.zeros_like(p[:1]).index_fill_(1, order.new_zeros(1), 1.0) * l1
+    p = torch.where(r2 <= 1 + 1e-6, first, p)
+    p = torch.where(r2 >= n * (1 - 1e-6), l1 / n, p)
+    return torch.empty_like(x).scatter_(1, order, p.to(x.dtype))
 
 
 def project_sparseness(x, sparseness, l2=None):
