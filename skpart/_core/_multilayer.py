@@ -300,6 +300,12 @@ def fine_tune(
         every sweep.
     n_iter : int
         Number of sweeps done.
+
+    Notes
+    -----
+    A sweep reads nothing back from the device but its loss, once, for the
+    stopping rule (``tol > 0``) or ``verbose``; with ``tol=0`` the sweeps are
+    queued without waiting and the losses are read together at the end.
     """
     atoms_targets = sparseness_components or [None] * len(layers)
     op = DataOperator(X)
@@ -315,8 +321,12 @@ def fine_tune(
     C = effective_atoms(layers)[-1]
     S = Wt @ Wt.mT
     loss = gram_half_sq_error(half_sq_X, op.atoms_product_t(C), Wt, C @ C.mT, S)
-    loss_curve = [float(loss)]
-    plateau = ErrorPlateau(tol, _error(loss_curve[0]), stop_at_zero=False)
+    # The losses stay on the device; a sweep reads its loss only for the
+    # stopping rule (tol > 0) or to print it.
+    losses = [loss]
+    read = tol > 0 or verbose
+    if tol > 0:
+        plateau = ErrorPlateau(tol, _error(float(loss)), stop_at_zero=False)
     start_time = time.time()
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
@@ -325,17 +335,18 @@ def fine_tune(
         Bt = op.atoms_product_t(B)  # codes' update, the atoms B = C fixed
         Wt, _ = update_W(Wt, BBt, Bt, inner_W)
         S = Wt @ Wt.mT
-        loss_curve.append(float(gram_half_sq_error(half_sq_X, Bt, Wt, BBt, S)))
+        losses.append(gram_half_sq_error(half_sq_X, Bt, Wt, BBt, S))
         Wt, layers, scale = _balance(Wt, layers)
         S = S * (scale * scale)
+        if not read:
+            continue
+        loss = float(losses[-1])
         if verbose:
             elapsed = time.time() - start_time
-            print(
-                f"Fine-tuning sweep {n_iter} after {elapsed:.3f} s, "
-                f"loss: {loss_curve[-1]:f}"
-            )
-        if tol > 0 and plateau(_error(loss_curve[-1])):
+            print(f"Fine-tuning sweep {n_iter} after {elapsed:.3f} s, loss: {loss:f}")
+        if tol > 0 and plateau(_error(loss)):
             break
+    loss_curve = torch.stack(losses).to(torch.float64).tolist()
     return Wt.mT.contiguous(), layers, loss_curve, n_iter
 
 

@@ -125,13 +125,20 @@ def minibatch_step(
     -------
     W : Tensor of shape (b, k)
         Codes of the batch (with the atoms before the update).
-    fit : float
+    fit : 0-d Tensor
         ``0.5 ||X - W H||_F^2`` with the atoms before the update.
-    objective : float
+    objective : 0-d Tensor (float64)
         ``fit + l1_reg_W |W|_1 + 0.5 l2_reg_W |W|_F^2`` (scikit-learn's batch
         cost, before division by the batch size).
-    change : float
+    change : 0-d Tensor
         ``||H_new - H_old||_F / ||H_new||_F``.
+
+    Notes
+    -----
+    Apart from the codes' solver (which tests its rows' convergence every
+    few iterations), the step reads nothing back from the device: the
+    figures it returns are tensors, for the caller to read when it checks
+    (:func:`run_passes`).
     """
     W, _ = solve_codes(
         X,
@@ -143,7 +150,7 @@ def minibatch_step(
         l2_reg_W=l2_reg_W,
         sparseness_W=sparseness_W,
     )
-    fit, change = update_atoms(
+    fit, change, dead = _update_atoms(
         state,
         W,
         X,
@@ -156,11 +163,12 @@ def minibatch_step(
     )
     penalised = l1_reg_W or l2_reg_W or l1_reg_H or l2_reg_H
     if balance and sparseness_W is None and not penalised:
-        balance_atoms(state)
-    objective = fit
+        balance_atoms(state, dead=dead)
+    # float64, the precision of the Python floats these sums were before.
+    objective = fit.to(torch.float64)
     if l1_reg_W or l2_reg_W:
         penalty = l1_reg_W * W.sum() + 0.5 * l2_reg_W * W.square().sum()
-        objective += float(penalty)
+        objective = objective + penalty.to(torch.float64)
     return W, fit, objective, change
 
 
@@ -185,18 +193,35 @@ def update_atoms(
 
     Returns
     -------
-    cost : float
+    cost : 0-d Tensor
         ``0.5 ||X - W H||_F^2`` with the atoms before the update, from the
         batch's Gram matrices (no dense ``b x m`` product).
-    change : float
-        ``||H_new - H_old||_F / ||H_new||_F``.
+    change : 0-d Tensor
+        ``||H_new - H_old||_F / ||H_new||_F`` (0 for vanishing atoms).
     """
+    cost, change, _ = _update_atoms(
+        state,
+        W,
+        X,
+        rho=rho,
+        solver=solver,
+        l1_reg_H=l1_reg_H,
+        l2_reg_H=l2_reg_H,
+        sparseness_H=sparseness_H,
+        order=order,
+    )
+    return cost, change
+
+
+def _update_atoms(state, W, X, *, rho, solver, l1_reg_H, l2_reg_H, sparseness_H, order):
+    """:func:`update_atoms`, also returning the mask of dead components (for
+    :func:`balance_atoms`, on the same statistics)."""
     b = W.shape[0]
     op = DataOperator(X)
     WtW = W.mT @ W
     WtX = op.rmatmul(W).mT  # (k, m)
     H_old = state.H
-    cost = float(gram_half_sq_error(op.half_sq_norm(), WtX, H_old, WtW))
+    cost = gram_half_sq_error(op.half_sq_norm(), WtX, H_old, WtW)
 
     past = rho * state.weight
     total = past + b
@@ -216,21 +241,19 @@ def update_atoms(
     dead = dead_components(state.A)
     A, B = live_statistics(state.A, state.B, dead)
     H, _ = update(H_old, A, B, n_inner_sweeps(op.shape[1], b, H_old.shape[0]))
-    if dead is not None:
-        H = torch.where(dead.unsqueeze(1), H_old, H)
-    state.H = H.contiguous()
+    state.H = torch.where(dead.unsqueeze(1), H_old, H).contiguous()
     if sparseness_H is not None:
         state.step = update.step
     norm = torch.linalg.vector_norm(state.H)
     diff = torch.linalg.vector_norm(state.H - H_old)
-    change = float(diff / norm) if float(norm) > 0 else 0.0
-    return max(cost, 0.0), change
+    change = torch.where(norm > 0, diff / norm, 0.0)
+    return cost.clamp(min=0), change, dead
 
 
 def dead_components(A):
     """The components whose codes have vanished from the statistics: a mask
     of ``A[t, t] <= eps * max(diag(A))`` (``eps`` the machine epsilon of the
-    dtype), or None when every component is alive.
+    dtype), all False when every component is alive.
 
     Their codes are then at the level of rounding errors of the others, and
     the exact minimiser of their atom on the statistics divides rounding
@@ -238,22 +261,19 @@ def dead_components(A):
     step. Before the first step (``A = 0``) every component is dead.
     """
     diag = torch.diagonal(A)
-    dead = diag <= torch.finfo(A.dtype).eps * diag.max()
-    return dead if bool(dead.any()) else None
+    return diag <= torch.finfo(A.dtype).eps * diag.max()
 
 
 def live_statistics(A, B, dead):
     """``A`` and ``B`` with the rows and columns of the ``dead`` components
-    zeroed (``A`` and ``B`` themselves when ``dead`` is None): the updates
-    leave a component with ``A[t, t] = 0`` alone, and the live atoms no
-    longer see the dead ones."""
-    if dead is None:
-        return A, B
+    zeroed (a mask; the same values when none is dead): the updates leave a
+    component with ``A[t, t] = 0`` alone, and the live atoms no longer see
+    the dead ones."""
     live = (~dead).to(A.dtype)
     return A * live.unsqueeze(1) * live.unsqueeze(0), B * live.unsqueeze(1)
 
 
-def balance_atoms(state):
+def balance_atoms(state, *, dead=None):
     """Rescale the atoms of ``state`` against their codes, in place.
 
     The model ``W H`` does not change when component ``t`` has its atom
@@ -273,6 +293,13 @@ def balance_atoms(state):
     atoms is kept (a rescaled row keeps its sparseness), and so is the
     projected gradient's step size (preconditioned by ``diag(A)``).
 
+    Parameters
+    ----------
+    state : OnlineNMF
+    dead : Tensor of shape (k,) or None, default=None
+        :func:`dead_components` of ``state.A`` when the caller has it
+        already (``None``: computed here).
+
     Returns
     -------
     d : Tensor of shape (k,)
@@ -280,15 +307,13 @@ def balance_atoms(state):
     """
     norms = torch.linalg.vector_norm(state.H, dim=1)
     rms = torch.diagonal(state.A).clamp(min=0).sqrt()
-    dead = dead_components(state.A)
-    live = (norms > 0) & (rms > 0)
-    if dead is not None:
-        live = live & ~dead
+    if dead is None:
+        dead = dead_components(state.A)
+    live = (norms > 0) & (rms > 0) & ~dead
     target = torch.where(live, torch.sqrt(norms * rms), 0.0)
-    if dead is not None:
-        n_live = live.sum().clamp(min=1)
-        typical = torch.sqrt(target.square().sum() / n_live)
-        target = torch.where(dead & (norms > 0), typical, target)
+    n_live = live.sum().clamp(min=1)
+    typical = torch.sqrt(target.square().sum() / n_live)
+    target = torch.where(dead & (norms > 0), typical, target)
     ratio = torch.where(target > 0, norms / torch.where(target > 0, target, 1.0), 1.0)
     d = torch.exp2(torch.round(torch.log2(ratio)))
     state.H = (state.H / d.unsqueeze(1)).contiguous()
@@ -337,11 +362,11 @@ def multilayer_step(
     -------
     W : Tensor of shape (b, k_L)
         Codes of the last layer.
-    cost : float
+    cost : 0-d Tensor (float64)
         Sum of the layers' data-fit terms (for the stopping rule).
-    change : float
+    change : 0-d Tensor
         Largest relative change of a layer's atoms.
-    stack_cost : float
+    stack_cost : 0-d Tensor
         ``0.5 ||X - W_L H_L ... H_1||_F^2`` with the updated atoms.
     """
     n_layers = len(states)
@@ -360,13 +385,15 @@ def multilayer_step(
             sparseness_H=atoms_targets[idx],
             balance=False,
         )
-        cost, change = cost + c, max(change, d)
+        # As Python's max(change, d): d only where it is larger.
+        cost = cost + c.to(torch.float64)  # the precision of Python floats
+        change = torch.where(d > change, d, change)
     C = effective_atoms([s.H for s in states])[-1]
     op = DataOperator(X)
     WtX = op.rmatmul(data).mT
     stack_cost = gram_half_sq_error(op.half_sq_norm(), WtX, C, data.mT @ data)
     balance_layers(states, codes_targets, atoms_targets)
-    return data, cost, change, max(float(stack_cost), 0.0)
+    return data, cost, change, stack_cost.clamp(min=0)
 
 
 def balance_layers(states, codes_targets, atoms_targets):
@@ -397,7 +424,8 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
     step : callable
         ``step(X)`` takes one online step on the mini-batch ``X`` and returns
         ``(cost, change, fit)``: the cost and the atoms' change for
-        :class:`MiniBatchStopping`, and the batch's data-fit term.
+        :class:`MiniBatchStopping`, and the batch's data-fit term (floats or
+        0-d tensors, left on the device until read).
     n_samples : int
         Number of samples in one pass.
     max_iter : int
@@ -420,6 +448,14 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
         all of them, if fewer), each with the atoms of its own step.
     recent_samples : int
         Number of samples behind ``recent_fit``.
+
+    Notes
+    -----
+    The step's figures are read from the device only where they are used:
+    once a step, in one read, when the stopping rule needs them (``tol > 0``)
+    or they are printed, and the data-fit terms once at the end. With
+    ``tol=0`` (``partial_fit``) the passes queue their steps without waiting
+    for the device.
     """
     rule = MiniBatchStopping(n_samples, tol)
     recent = collections.deque()
@@ -435,6 +471,9 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
             recent_samples += b
             while recent_samples - recent[0][0] >= n_samples:
                 recent_samples -= recent.popleft()[0]
+            if tol == 0 and not verbose:
+                continue  # no rule to feed: nothing read back
+            cost, change = _read(cost, change)
             stopped = rule(cost, change, b)
             if verbose:
                 print(
@@ -446,8 +485,18 @@ def run_passes(batches, step, *, n_samples, max_iter, tol, verbose=0):
                 break
         if stopped:
             break
-    recent_fit = math.fsum(fit for _, fit in recent)
+    recent_fit = math.fsum(_read(*(fit for _, fit in recent)))
     return n_iter, n_steps, stopped, recent_fit, recent_samples
+
+
+def _read(*values):
+    """Python floats of ``values`` (floats or 0-d tensors), the tensors read
+    back from the device together: one synchronisation."""
+    tensors = [v for v in values if torch.is_tensor(v)]
+    if not tensors:
+        return list(values)
+    read = iter(torch.stack([t.to(torch.float64) for t in tensors]).tolist())
+    return [next(read) if torch.is_tensor(v) else float(v) for v in values]
 
 
 def forget_rate(forget_factor, batch_size, n_samples):
