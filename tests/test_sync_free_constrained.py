@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from skpart._core import _online
+from skpart._core._device import force_sync_free
 from skpart._core._hals import n_inner_sweeps
 from skpart._core._hoyer import cone_project, pg_steps
 from skpart._core._multilayer import (
@@ -42,7 +43,6 @@ from skpart._core._online import (
 )
 from skpart._core._operator import DataOperator, gram_half_sq_error
 from skpart._core._projections import (
-    force_sync_free,
     l1_for_sparseness,
     project_l1_l2,
     project_sparseness,

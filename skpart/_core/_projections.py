@@ -1,9 +1,10 @@
 """Batched projections onto Hoyer sparseness sets and the non-negative orthant."""
 
-import contextlib
 import math
 
 import torch
+
+from ._device import sync_free
 
 
 def l1_for_sparseness(sparseness, n, l2=1.0):
@@ -28,7 +29,8 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
 
     The projection has the form ``beta * max(x - alpha, 0)`` (Thom & Palm,
     2013), its support the ``k`` largest entries of the row for one ``k``.
-    Two exact methods find ``alpha``, chosen by :func:`sync_free_method`:
+    Two exact methods find ``alpha``, chosen by
+    :func:`~skpart._core._device.sync_free`:
 
     - off the CPU, the sort-based method of Thom and Palm: every row is sorted
       once, the offset of every candidate support is solved in closed form
@@ -74,8 +76,8 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
     single non-zero entry at the row's first maximum.
     """
     n_rows, n = x.shape
-    sync_free = sync_free_method(x.device)
-    dtype = torch.float64 if sync_free else x.dtype
+    queued = sync_free(x.device)
+    dtype = torch.float64 if queued else x.dtype
     l1 = _column(l1, n_rows, dtype, x.device)
     l2 = _column(l2, n_rows, dtype, x.device)
     r2 = (l1 / l2) ** 2
@@ -91,12 +93,12 @@ def project_l1_l2(x, l1, l2, *, max_iter=None):
                     l2[i : i + rows],
                     r2[i : i + rows],
                     max_iter,
-                    sync_free,
+                    queued,
                 )
                 for i in range(0, n_rows, rows)
             ]
         )
-    return _project_block(x, l1, l2, r2, max_iter, sync_free)
+    return _project_block(x, l1, l2, r2, max_iter, queued)
 
 
 def _column(value, n_rows, dtype, device):
@@ -107,29 +109,6 @@ def _column(value, n_rows, dtype, device):
     return torch.full((n_rows, 1), value, dtype=dtype, device=device)
 
 
-#: Force the sync-free method on the CPU too (see :func:`sync_free_method`).
-_FORCE_SYNC_FREE = False
-
-
-def sync_free_method(device):
-    """Whether :func:`project_l1_l2` uses its sync-free (sort-based) method on
-    ``device``: everywhere but on the CPU, and on the CPU inside
-    :func:`force_sync_free`."""
-    return device.type != "cpu" or _FORCE_SYNC_FREE
-
-
-@contextlib.contextmanager
-def force_sync_free():
-    """Use the sync-free method of :func:`project_l1_l2` on the CPU too
-    inside the block: what a GPU runs, checked on the CPU."""
-    global _FORCE_SYNC_FREE
-    old, _FORCE_SYNC_FREE = _FORCE_SYNC_FREE, True
-    try:
-        yield
-    finally:
-        _FORCE_SYNC_FREE = old
-
-
 #: Bytes of a CPU row block of :func:`project_l1_l2`: large enough that the
 #: per-call overhead of the active-set loop is paid over many rows, small
 #: enough that a block stays in cache (``bench_sparse_nmf_hoyer.md`` records
@@ -137,9 +116,10 @@ def force_sync_free():
 _CPU_CHUNK_BYTES = 1 << 20
 
 
-def _project_block(x, l1, l2, r2, max_iter, sync_free):
-    """:func:`project_l1_l2` on one block of rows (norms as column tensors)."""
-    if sync_free:
+def _project_block(x, l1, l2, r2, max_iter, queued):
+    """:func:`project_l1_l2` on one block of rows (norms as column tensors);
+    ``queued``: the sync-free method."""
+    if queued:
         return _project_sort_based(x, l1, r2)
     n = x.shape[1]
     row_max = x.amax(dim=1, keepdim=True)
