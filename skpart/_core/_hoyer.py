@@ -40,7 +40,12 @@ def best_scale(V, VG, B):
 
 
 def lipschitz_step(G):
-    """``1 / ||G||_2``: a step size that always decreases the quadratic."""
+    """``1 / ||G||_2``: a step size that always decreases the quadratic.
+
+    ``eigvalsh`` waits for a GPU (torch checks its status on the host): it is
+    called once per :func:`pg_steps` call that carries no step sizes, never
+    per step.
+    """
     top = torch.linalg.eigvalsh(G)[-1]
     return 1.0 / top.clamp(min=torch.finfo(G.dtype).tiny)
 
@@ -128,6 +133,13 @@ def pg_steps(U, G, B, sparseness, step, n_steps, *, per_row, const=None, rescale
     step : Tensor
     obj : Tensor of shape (r,) (``per_row``) or 0-d
         Objective at the returned ``U`` (float64).
+
+    Notes
+    -----
+    A step is tensor arithmetic throughout (acceptance, step sizes and the
+    choice of iterate by ``torch.where``), and with the sync-free projection
+    (:func:`~skpart._core._projections.project_l1_l2` off the CPU) it reads
+    nothing back from the device: the steps queue without waiting.
     """
     quad = Quadratic(G, B, per_row=per_row, const=const)
     if per_row:

@@ -201,7 +201,9 @@ def monotone_apg(quad, F, n_steps):
     Steps are ``1 / L`` (:meth:`TwoSidedQuadratic.step_size`) with Nesterov
     momentum (Beck and Teboulle's monotone FISTA): a step whose objective is
     higher than the current one is rejected and the momentum restarts, so the
-    objective never increases. No host synchronisation.
+    objective never increases. The steps read nothing back from the device;
+    the step size's ``eigvalsh`` (once per call) waits for a GPU, as torch
+    checks its status on the host.
 
     Parameters
     ----------
