@@ -252,7 +252,10 @@ class DataOperator:
         """The row of every stored entry of a CSR ``X`` (in its value order)."""
         crow = self.X.crow_indices()
         rows = torch.arange(self.shape[0], dtype=crow.dtype, device=crow.device)
-        return torch.repeat_interleave(rows, crow[1:] - crow[:-1])
+        # The output size is known on the host: no read-back from the device.
+        return torch.repeat_interleave(
+            rows, crow[1:] - crow[:-1], output_size=self.X.values().numel()
+        )
 
     def row_sums(self, values, dtype):
         """Sum per row of ``values`` given at the stored entries of a CSR
