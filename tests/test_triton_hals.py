@@ -41,6 +41,10 @@ parent_only = pytest.mark.skipif(
     INTERPRETED, reason="needs Triton imported without its interpreter"
 )
 
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"
+)
+
 #: Tolerance relative to the largest entry: the products ``G[t] @ U`` are
 #: summed in another order than torch's, which moves the last bits.
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -50,6 +54,11 @@ RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 def test_kernel_under_triton_interpreter(request):
     # This file again, in a fresh interpreter with TRITON_INTERPRET=1 set
     # before Triton's import: there the needs_interpreter tests run.
+    import triton
+
+    version = tuple(int(part) for part in triton.__version__.split(".")[:2])
+    if version < (3, 7):
+        pytest.skip("Triton < 3.7's interpreter cannot loop over a runtime integer")
     env = dict(os.environ, TRITON_INTERPRET="1", SKPART_TRITON_CHILD="1")
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
     markexpr = request.config.getoption("markexpr")
@@ -312,3 +321,49 @@ def test_compiles_for_a_gpu(monkeypatch, k, dtype, want_violation):
     assert compiled.asm["cubin"]
     # The update is one fused multiply-add in the tile's precision.
     assert f"fma.rn.f{ty[2:]}" in compiled.asm["ptx"]
+
+
+@parent_only
+@needs_cuda
+@pytest.mark.parametrize(
+    "k, dtype",
+    [
+        (5, torch.float32),
+        (100, torch.float32),
+        (100, torch.float64),
+        (256, torch.float32),
+    ],
+)
+def test_matches_torch_sweeps_on_cuda(k, dtype):
+    n = 1003
+    G, Bt, U0 = problem(k, n, dtype, seed=6, zero_diagonal=(1,))
+    order = torch.randperm(k, generator=torch.Generator().manual_seed(7))
+    U_ref = U0.clone()
+    v_ref = hals_sweeps(U_ref, G, Bt, 3, order.tolist(), True)
+    cuda = torch.device("cuda")
+    U = U0.to(cuda)
+    assert available(U)
+    v = hals_sweeps_triton(U, G.to(cuda), Bt.to(cuda), 3, order.to(cuda), True)
+    assert_close(U.cpu(), U_ref, dtype)
+    assert_close(v.cpu(), v_ref, dtype)
+
+
+@parent_only
+@needs_cuda
+def test_replays_in_a_cuda_graph():
+    # Once compiled, a call launches one kernel and never waits for the
+    # device: it can be captured, and the replay gives the same numbers.
+    cuda = torch.device("cuda")
+    G, Bt, U0 = (x.to(cuda) for x in problem(20, 500, torch.float32, seed=8))
+    order = torch.randperm(20, device=cuda)
+    U_eager = U0.clone()
+    v_eager = hals_sweeps_triton(U_eager, G, Bt, 2, order, True)
+    U = U0.clone()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        v = hals_sweeps_triton(U, G, Bt, 2, order, True)
+    U.copy_(U0)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(U, U_eager)
+    assert torch.equal(v, v_eager)

@@ -6,18 +6,39 @@ kernels, so a sweep costs ~``k`` launches however small the problem. The
 problem rows (the columns of ``Ut``, one per sample) are independent, so one
 kernel can own a tile of them and run every update of every sweep without
 leaving the chip: :func:`hals_sweeps_triton` does the same sweeps as
-:func:`~skpart._core._hals.hals_sweeps` in a single launch.
+:func:`~skpart._core._hals.hals_sweeps` in a single launch, without host
+synchronisation (it can be captured in a CUDA graph once compiled, with the
+order given as a device tensor).
+
+Design. One program owns ``BLOCK_N`` columns of ``Ut`` and holds them, padded
+to ``K_PAD`` (``k`` rounded up to a power of two) rows, in registers for the
+whole call; every update reads one row of ``G`` and one row of ``Bt`` (``G``
+is read by every program and stays in the L1/L2 cache, where Triton gives no
+explicit shared memory). An update is a product and a reduction over the
+tile's rows, and a select that writes the new row into the tile: there is no
+dynamic indexing of registers, so the work per update is ``K_PAD x BLOCK_N``
+whatever the component. The tile size keeps a program's registers bounded as
+``k`` grows (:func:`tile_shape`): fewer columns per program for larger ``k``,
+more warps past ``k = 256``.
+
+Limits. At most :data:`MAX_K` components (beyond, the padded column no longer
+fits a program's registers: use the torch sweeps); float32 and float64; no
+autograd. The result is deterministic on a given GPU (no atomics) but not
+bitwise the torch sweeps': the products ``G[t] @ U`` are summed in another
+order (the tests ask ~1e-5 relative in float32 and ~1e-12 in float64).
 
 Triton is optional. This module never imports it at import time: the kernel is
 built on first use (:func:`available` says whether it can be), so importing
 skpart never imports Triton, and the torch implementation stays the reference
 and the fallback. Under Triton's interpreter (``TRITON_INTERPRET=1``, set
-before Triton's first import) the kernel runs on CPU tensors, slowly but with the
-same arithmetic; the tests check it against the torch sweeps that way.
+before Triton's first import) the kernel runs on CPU tensors, slowly but with
+the same arithmetic; the tests check it against the torch sweeps that way.
 """
 
-# Postponed annotations: the kernel's ``tl.constexpr`` annotations stay strings
-# (Triton reads them as such) while ``tl`` is still ``None`` at import time.
+# Postponed annotations: the kernel's ``constexpr`` annotations stay the string
+# "constexpr", which every Triton 3 reads as a compile-time constant (the
+# interpreter of Triton < 3.4 does not read "tl.constexpr"), and ``tl`` and
+# ``constexpr`` can be bound on first use.
 from __future__ import annotations
 
 import contextlib
@@ -26,20 +47,17 @@ import os
 
 import torch
 
-from ._hals import inverse_diagonal
-
-#: ``triton.language``, bound by :func:`_build` on first use (the kernel's
-#: body reads it as a module global, as Triton expects).
-tl = None
+#: ``triton.language`` and ``triton.language.constexpr``, bound by
+#: :func:`_build` on first use (the kernel reads them as module globals, as
+#: Triton expects).
+tl = constexpr = None
 
 #: Largest number of components the kernel takes (the whole padded column of
 #: the factor stays in registers; beyond this, fall back to the torch sweeps).
 MAX_K = 512
 #: Bytes of the factor's tile held by one program when it has at least
-#: ``MIN_BLOCK_N`` columns (16 float32 or 8 float64 numbers per thread at 8
-#: warps: the tile and the temporaries of an update then fit in about 110
-#: registers, two programs per multiprocessor, where 32 numbers per thread
-#: took 170).
+#: ``MIN_BLOCK_N`` columns: with the temporaries of an update it fits in the
+#: registers of 8 warps with room for two programs per multiprocessor.
 TILE_BYTES = 16384
 #: Bounds on the number of columns (problem rows) per program.
 MIN_BLOCK_N, MAX_BLOCK_N = 16, 128
@@ -68,9 +86,9 @@ def _hals_kernel(
     stride_gj,
     stride_bk,
     stride_bn,
-    K_PAD: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    WANT_VIOLATION: tl.constexpr,
+    K_PAD: constexpr,
+    BLOCK_N: constexpr,
+    WANT_VIOLATION: constexpr,
 ):
     """One program: all the sweeps of ``BLOCK_N`` problem rows.
 
@@ -128,11 +146,12 @@ def _hals_kernel(
 
 @functools.cache
 def _triton():
-    """The ``triton`` module, or ``None`` where it does not import."""
+    """The ``triton`` module, or ``None`` where it does not import (absent,
+    or an installation that fails to load)."""
     try:
         import triton
         import triton.language  # noqa: F401
-    except ImportError:
+    except (ImportError, OSError, RuntimeError):
         return None
     return triton
 
@@ -198,9 +217,10 @@ def _build(interpret):
     is applied, so the kernel is built once per mode, at the first call made
     in that mode.
     """
-    global tl
+    global tl, constexpr
     triton = _triton()
     tl = triton.language
+    constexpr = tl.constexpr
     return triton.jit(_hals_kernel)
 
 
@@ -211,9 +231,10 @@ def tile_shape(k, dtype):
     ``BLOCK_N`` makes the tile :data:`TILE_BYTES` within ``[MIN_BLOCK_N,
     MAX_BLOCK_N]``, and ``num_warps`` gives each thread about
     :data:`THREAD_BYTES` of it, so that a program holds its whole tile in
-    registers: in float32, 128 columns and 8 warps up to ``k = 32``, 32 columns
-    and 8 warps at ``k = 100``, 16 columns and 8 warps at ``k = 256``, 16
-    columns and 16 warps at ``k = 512`` (16 float64 numbers per thread).
+    registers. In float32: 128 columns and 4 warps up to ``k = 16``, 128 and 8
+    at ``k = 32``, 32 and 8 at ``k = 100``, 16 and 8 at ``k = 256``, 16 and 16
+    at ``k = 512``; in float64 half the columns (at least 16) and, at 16
+    columns, twice the warps (at most 16).
     """
     size = torch.finfo(dtype).bits // 8
     k_pad = 1 << max(0, k - 1).bit_length()
@@ -278,6 +299,9 @@ def hals_sweeps_triton(Ut, G, Bt, n_sweeps, order, want_violation):
     )
     if n == 0 or n_order == 0 or n_sweeps <= 0:
         return violation
+    # Imported here: _hals may import this module at its top.
+    from ._hals import inverse_diagonal
+
     kernel = _build(_interpret_requested())
     inv = inverse_diagonal(G)
     k_pad, block_n, num_warps = tile_shape(k, Ut.dtype)
