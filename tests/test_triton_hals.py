@@ -213,6 +213,28 @@ def test_rejects_what_it_cannot_do():
         hals_sweeps_triton(big, torch.eye(MAX_K + 1), big, 1, [0], False)
 
 
+@needs_interpreter
+def test_torch_side_is_constant_and_sync_free():
+    # Around the one launch, a call dispatches the same few torch ops (the
+    # violation's buffer, 1 / diag(G)) whatever k and the number of sweeps,
+    # and none that waits for the device: the sweeps are all in the kernel.
+    from skpart.utils._dispatch_probe import FREE_OPS, DispatchProbe
+
+    # The interpreter stages the arguments through host copies of their
+    # storages, which a GPU launch does not do.
+    staging = {"aten.set_", "aten.new_empty", "aten.copy_"}
+    counts = []
+    for k, n_sweeps in [(3, 1), (12, 3)]:
+        G, Bt, U0 = problem(k, 10, torch.float32, seed=9)
+        order = torch.randperm(k)
+        with DispatchProbe() as probe:
+            hals_sweeps_triton(U0, G, Bt, n_sweeps, order, True)
+        assert probe.syncs == []
+        ops = {op: n for op, n in probe.ops.items() if op not in FREE_OPS | staging}
+        counts.append(sum(ops.values()))
+    assert counts[0] == counts[1] <= 8, ops
+
+
 @parent_only
 def test_not_available_on_cpu(monkeypatch):
     U = torch.zeros(5, 3)
@@ -350,12 +372,15 @@ def test_matches_torch_sweeps_on_cuda(k, dtype):
 
 @parent_only
 @needs_cuda
-def test_replays_in_a_cuda_graph():
+@pytest.mark.parametrize("natural", [False, True])
+def test_replays_in_a_cuda_graph(natural):
     # Once compiled, a call launches one kernel and never waits for the
-    # device: it can be captured, and the replay gives the same numbers.
+    # device: it can be captured, and the replay gives the same numbers. The
+    # order is a device tensor, or the natural order as a list (its device
+    # copy is made by the first call and reused).
     cuda = torch.device("cuda")
     G, Bt, U0 = (x.to(cuda) for x in problem(20, 500, torch.float32, seed=8))
-    order = torch.randperm(20, device=cuda)
+    order = list(range(20)) if natural else torch.randperm(20, device=cuda)
     U_eager = U0.clone()
     v_eager = hals_sweeps_triton(U_eager, G, Bt, 2, order, True)
     U = U0.clone()

@@ -201,12 +201,13 @@ def available(Ut):
         return False
     if Ut.dtype not in (torch.float32, torch.float64):
         return False
-    if Ut.device.type == "cuda":
-        return _triton() is not None
-    if not _interpret_requested():
+    interpret = _interpret_requested()
+    if Ut.device.type != "cuda" and not interpret:
         return False
     triton = _triton()
-    return triton is not None and _interpreter_ready(triton)
+    if triton is None:
+        return False
+    return not interpret or _interpreter_ready(triton)
 
 
 @functools.cache
@@ -271,9 +272,10 @@ def hals_sweeps_triton(Ut, G, Bt, n_sweeps, order, want_violation):
         Number of sweeps over the components.
     order : list of int or Tensor
         Order in which the components are visited. A list is checked and
-        copied to the device; an integer tensor on ``Ut``'s device is used as
-        it is (no copy, as CUDA graph capture requires; its entries must lie
-        in ``[0, k)``).
+        copied to the device (the natural order ``range(k)`` once per ``k``
+        and device); an integer tensor on ``Ut``'s device is used as it is
+        (no copy, as CUDA graph capture requires; its entries must lie in
+        ``[0, k)``).
     want_violation : bool
         Also return the projected-gradient violation of the first sweep.
 
@@ -288,6 +290,8 @@ def hals_sweeps_triton(Ut, G, Bt, n_sweeps, order, want_violation):
         raise ValueError(f"hals_sweeps_triton takes at most {MAX_K} components")
     if torch.is_tensor(order):
         order_t = order.to(device=Ut.device)
+    elif list(order) == list(range(k)):
+        order_t = _natural_order(k, Ut.device)
     else:
         order = list(order)
         if any(not 0 <= t < k for t in order):
@@ -324,6 +328,14 @@ def hals_sweeps_triton(Ut, G, Bt, n_sweeps, order, want_violation):
             enable_fp_fusion=True,
         )
     return violation
+
+
+@functools.lru_cache(maxsize=32)
+def _natural_order(k, device):
+    """``arange(k)`` on ``device``, made once (no copy from the host per
+    call, so the natural order needs no device tensor from the caller to be
+    captured in a CUDA graph after a first call)."""
+    return torch.arange(k, dtype=torch.int32, device=device)
 
 
 def triton_cdiv(a, b):
