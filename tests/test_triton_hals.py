@@ -214,6 +214,47 @@ def test_rejects_what_it_cannot_do():
 
 
 @needs_interpreter
+@pytest.mark.parametrize("shuffle", [pytest.param(False, marks=pytest.mark.slow), True])
+def test_drop_in_for_the_estimators_sweeps(monkeypatch, shuffle):
+    # SparseNMF's fit and transform with every HALS sweep done by the kernel
+    # (as the dispatch in hals_sweeps will do on CUDA) give the torch sweeps'
+    # factors: the kernel takes the arguments the solver really passes.
+    from skpart import SparseNMF
+    from skpart._core import _updates
+
+    gen = torch.Generator().manual_seed(10)
+    X = torch.rand(40, 12, generator=gen, dtype=torch.float64).numpy()
+    params = dict(
+        n_components=4,
+        init="nndsvda",
+        max_iter=15,
+        tol=0,
+        alpha_W=0.01,
+        l1_ratio=0.5,
+        shuffle=shuffle,
+        random_state=0,
+    )
+    reference = SparseNMF(**params)
+    W_ref = reference.fit_transform(X)
+    calls = []
+
+    def kernel_sweeps(*args):
+        calls.append(args[0].shape)
+        return hals_sweeps_triton(*args)
+
+    monkeypatch.setattr(_updates, "hals_sweeps", kernel_sweeps)
+    model = SparseNMF(**params)
+    W = model.fit_transform(X)
+    assert (4, 40) in calls and (4, 12) in calls
+    scale = max(abs(W_ref).max(), abs(reference.components_).max())
+    assert abs(W - W_ref).max() <= 1e-10 * scale
+    assert abs(model.components_ - reference.components_).max() <= 1e-10 * scale
+    assert abs(model.transform(X[:7]) - reference.transform(X[:7])).max() <= (
+        1e-10 * scale
+    )
+
+
+@needs_interpreter
 def test_torch_side_is_constant_and_sync_free():
     # Around the one launch, a call dispatches the same few torch ops (the
     # violation's buffer, 1 / diag(G)) whatever k and the number of sweeps,
