@@ -37,7 +37,7 @@ the same arithmetic; the tests check it against the torch sweeps that way.
 
 # Postponed annotations: the kernel's ``constexpr`` annotations stay the string
 # "constexpr", which every Triton 3 reads as a compile-time constant (the
-# interpreter of Triton < 3.4 does not read "tl.constexpr"), and ``tl`` and
+# interpreter of Triton 3.1 does not read "tl.constexpr"), and ``tl`` and
 # ``constexpr`` can be bound on first use.
 from __future__ import annotations
 
