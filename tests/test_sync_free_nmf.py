@@ -213,3 +213,35 @@ def test_cd_on_tall_sparse_data_holds_four_copies_of_the_codes(small_row_block):
         with _CodesSizedArrays(n * k * 8) as probe:
             run.iterate(rebalance, True)
         assert probe.most <= 4
+
+
+@pytest.mark.parametrize("cls", ["SparseNMF", "MultilayerNMF"])
+def test_online_fit_moves_in_memory_data_once(monkeypatch, cls):
+    # Off the CPU the first pass's mini-batch tensors are kept on the device
+    # and reused: here forced on the CPU, the chunks are validated and
+    # converted once, and the fit is bitwise the streamed one.
+    import skpart
+    from skpart._estimators import _streaming
+
+    X = np.abs(np.random.default_rng(0).standard_normal((300, 20)))
+    params = {"max_iter": 4, "tol": 0, "batch_size": 64, "random_state": 0}
+    make = {
+        "SparseNMF": lambda: skpart.SparseNMF(5, **params),
+        "MultilayerNMF": lambda: skpart.MultilayerNMF((6, 3), **params),
+    }[cls]
+    calls = []
+    real = _streaming.validated_chunks
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_streaming, "validated_chunks", counting)
+    streamed = make().fit(X)
+    n_streamed, calls[:] = len(calls), []
+    monkeypatch.setattr(_streaming, "kept_on_device", lambda X, device: True)
+    kept = make().fit(X)
+    # Passes 2 to 4 no longer go back to X.
+    assert len(calls) == n_streamed - 3
+    np.testing.assert_array_equal(kept.components_, streamed.components_)
+    assert kept.n_iter_ == streamed.n_iter_ == 4
