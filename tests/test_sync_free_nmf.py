@@ -245,3 +245,15 @@ def test_online_fit_moves_in_memory_data_once(monkeypatch, cls):
     assert len(calls) == n_streamed - 3
     np.testing.assert_array_equal(kept.components_, streamed.components_)
     assert kept.n_iter_ == streamed.n_iter_ == 4
+
+
+def test_cd_iteration_on_tall_sparse_data_has_no_host_sync(small_row_block):
+    # The row blocks are cut once (reading the row pointers), not per step.
+    X = _data(300, 50, 0.1).to_sparse_csr()
+    with force_sync_free():
+        run = _cd_run(X, 5)
+        run.iterate(True, True)
+        with DispatchProbe() as probe:
+            run.iterate(True, True)
+    assert run.op.blocked
+    assert probe.syncs == []
