@@ -1,5 +1,6 @@
 """NMF drivers: the full-batch fit and the codes with the atoms fixed."""
 
+import functools
 import math
 import time
 from typing import NamedTuple
@@ -273,6 +274,21 @@ class ExtrapolatedHALS:
             self.weight.restart()
         return viol_W.sum() + viol_H.sum() if violation else None
 
+    def step(self, n_iter, check):
+        """Iteration ``n_iter`` of the fit: rebalanced every
+        :data:`BALANCE_EVERY` iterations, with the violation when ``check``
+        (and the factors are free)."""
+        rebalance = n_iter % BALANCE_EVERY == 1
+        return self.iterate(rebalance, check and not self.constrained)
+
+    def block(self, check):
+        """Iterations ``10 j + 1`` to ``10 j + 10`` (:data:`CHECK_EVERY`),
+        the same computation for every ``j``; returns the last one's
+        violation when ``check``."""
+        for i in range(1, CHECK_EVERY + 1):
+            violation = self.step(i, check and i == CHECK_EVERY)
+        return violation
+
     def _decide_on_device(self, accepted, obj, rebalance, Wn, Wy, Hn, G):
         """:meth:`iterate`'s accept/restart as tensor arithmetic: every state
         tensor gets ``torch.where(accepted, new, old)``, in place."""
@@ -372,17 +388,10 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
     start.clear()
     plateau, ratio = None, ViolationRatio(tol)
     converged = False
-
-    def one(n_iter, check):
-        rebalance = n_iter % BALANCE_EVERY == 1
-        return run.iterate(rebalance, check and not run.constrained)
-
-    def block():  # iterations 10 j + 1 ... 10 j + 10; the last one checks
-        for i in range(1, CHECK_EVERY + 1):
-            violation = one(i, tol > 0 and i == CHECK_EVERY)
-        return violation
-
-    blocks = GraphedBlock(block, _capturable(op, run.update_W, run.update_H))
+    blocks = GraphedBlock(
+        functools.partial(run.block, tol > 0),
+        _capturable(op, run.update_W, run.update_H),
+    )
     n_iter = 0
     while n_iter < max_iter:
         # The first CHECK_EVERY iterations one by one, then whole blocks
@@ -392,9 +401,8 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
             n_iter += CHECK_EVERY
         else:
             n_iter += 1
-            violation = one(
-                n_iter, tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
-            )
+            check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
+            violation = run.step(n_iter, check)
         check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
         if not check:
             continue
@@ -489,6 +497,11 @@ class MultiplicativeFit:
             H = torch.where(H < _EPS64, 0.0, H)
         self._set("H", H)
 
+    def block(self):
+        """:data:`CHECK_EVERY` iterations (the unit replayed on CUDA)."""
+        for _ in range(CHECK_EVERY):
+            self.iterate()
+
     def error(self):
         """``sqrt(2 D_beta(X, W H))`` as a float."""
         W = self.Wt.mT
@@ -509,12 +522,7 @@ def _fit_multiplicative(op, start, *, max_iter, tol, verbose, **state):
     start.clear()
     plateau = ErrorPlateau(tol, run.error(), stop_at_zero=False) if tol > 0 else None
     converged = False
-
-    def block():
-        for _ in range(CHECK_EVERY):
-            run.iterate()
-
-    blocks = GraphedBlock(block, _capturable(op, run.update_W, run.update_H))
+    blocks = GraphedBlock(run.block, _capturable(op, run.update_W, run.update_H))
     n_iter = 0
     while n_iter < max_iter:
         # Whole blocks between the checks (replayed as a CUDA graph on
