@@ -1,5 +1,6 @@
 """NMF drivers: the full-batch fit and the codes with the atoms fixed."""
 
+import functools
 import math
 import time
 from typing import NamedTuple
@@ -7,11 +8,19 @@ from typing import NamedTuple
 import torch
 
 from ._beta import divergence_rows, mu_terms_atoms, mu_terms_codes
+from ._device import sync_free
+from ._graphs import GraphedBlock, can_capture
 from ._hals import n_inner_sweeps
 from ._hoyer import best_scale, cone_project
 from ._operator import DataOperator, gram_half_sq_error
 from ._stopping import ErrorPlateau, ViolationRatio
-from ._updates import HALSUpdate, ShuffledOrder, add_ridge, factor_update
+from ._updates import (
+    HALSUpdate,
+    MultiplicativeUpdate,
+    ShuffledOrder,
+    add_ridge,
+    factor_update,
+)
 
 #: Convergence is checked every this many iterations (one host sync each).
 CHECK_EVERY = 10
@@ -58,10 +67,21 @@ class Extrapolation:
     The defaults are the paper's: larger ones (0.75, 1.05, 1.01) reached the
     weight's useful range sooner but amplified rounding, so that the float32
     and float64 fits of the same data ended further apart.
+
+    The state is Python floats, or 0-d float64 tensors on ``device`` for the
+    sync-free fit (:meth:`update` with a tensor decision, kept in place so
+    that a captured CUDA graph reads the same memory at every replay).
     """
 
-    def __init__(self, start=0.5, shrink=1.5, growth=1.01, ceiling_growth=1.005):
+    def __init__(
+        self, start=0.5, shrink=1.5, growth=1.01, ceiling_growth=1.005, device=None
+    ):
         self.weight, self.accepted, self.ceiling = start, start, 1.0
+        if device is not None:
+            self.weight, self.accepted, self.ceiling = (
+                torch.tensor(v, dtype=torch.float64, device=device)
+                for v in (start, start, 1.0)
+            )
         self.shrink, self.growth, self.ceiling_growth = shrink, growth, ceiling_growth
 
     def restart(self):
@@ -73,6 +93,21 @@ class Extrapolation:
         self.accepted = self.weight
         self.weight = min(self.ceiling, self.growth * self.weight)
         self.ceiling = min(1.0, self.ceiling_growth * self.ceiling)
+
+    def update(self, accepted):
+        """:meth:`accept` where the 0-d bool tensor ``accepted`` holds,
+        :meth:`restart` elsewhere, as tensor arithmetic written in place."""
+        weight = torch.where(
+            accepted,
+            torch.minimum(self.ceiling, self.growth * self.weight),
+            self.weight / self.shrink,
+        )
+        ceiling = torch.where(
+            accepted, (self.ceiling_growth * self.ceiling).clamp(max=1.0), self.accepted
+        )
+        self.accepted.copy_(torch.where(accepted, self.weight, self.accepted))
+        self.weight.copy_(weight)
+        self.ceiling.copy_(ceiling)
 
 
 def objective_noise(half_sq_X):
@@ -91,10 +126,15 @@ def extrapolate(new, old, weight, partner_diag):
     Rows whose partner component is zero (``partner_diag == 0``: the updates
     left them alone) are not extrapolated, or they would grow without end:
     their interpolation weight is 1, which gives ``new`` exactly. The weight
-    is a tensor per row, so no host sync decides which rows are live.
+    (a float, or a 0-d tensor in the sync-free fit) goes into a tensor per
+    row, so no host sync decides which rows are live.
     """
     one = torch.ones((), dtype=new.dtype, device=new.device)
-    row_weight = torch.where(partner_diag > 0, one + weight, one)
+    if isinstance(weight, torch.Tensor):
+        step = (1.0 + weight).to(new.dtype)
+    else:
+        step = torch.full((), 1.0 + weight, dtype=new.dtype, device=new.device)
+    row_weight = torch.where(partner_diag > 0, step, one)
     return torch.lerp(old, new, row_weight.unsqueeze(1)).clamp_(min=0)
 
 
@@ -164,30 +204,56 @@ class ExtrapolatedHALS:
         Wt, H = _project_start(
             W.mT.contiguous(), H.contiguous(), sparseness_W, sparseness_H
         )
-        self.Wt, self.H = Wt, H  # accepted pair, W transposed
-        self.Wy, self.Hy = Wt, H  # extrapolated pair
-        self.weight = Extrapolation()
-        self.best, self.best_obj, self.obj_prev = (Wt, H), None, None
+        # Off the CPU the accept/restart decision stays on the device: every
+        # pair then lives in its own buffer, written in place (a captured
+        # CUDA graph reads the same memory at each replay). On the CPU the
+        # pairs are shared by reference, with no copies of the codes.
+        self.sync_free = sync_free(Wt.device)
+        if self.sync_free:
+            self.Wt, self.H = Wt.clone(), H.clone()  # accepted pair
+            self.Wy, self.Hy = Wt.clone(), H.clone()  # extrapolated pair
+            # Own copies: the starting Wt may share the caller's memory.
+            self.best = (Wt.clone(), H.clone())
+            self.weight = Extrapolation(device=Wt.device)
+        else:
+            self.Wt, self.H = Wt, H  # accepted pair, W transposed
+            self.Wy, self.Hy = Wt, H  # extrapolated pair
+            self.best = (Wt, H)
+            self.weight = Extrapolation()
+        self.best_obj = None
         self.noise = objective_noise(self.half_sq_X)
         self.initial_error = None
 
     def objective(self, P, V, Q, Wt, H):
         """The penalised loss of ``(Wt, H)`` from the products at hand
-        (:func:`~skpart._core._operator.gram_half_sq_error`)."""
+        (:func:`~skpart._core._operator.gram_half_sq_error`), a 0-d float64
+        tensor."""
         loss = gram_half_sq_error(self.half_sq_X, P, V, Q)
-        return float(loss + self.penalties.value(Wt, H))
+        return loss + self.penalties.value(Wt, H)
 
     @property
     def error(self):
-        """Frobenius error of the best pair."""
-        return math.sqrt(2 * max(self.best_obj, 0.0))
+        """Frobenius error of the best pair (a float: one host sync)."""
+        return math.sqrt(2 * max(float(self.best_obj), 0.0))
 
-    def iterate(self, n_iter, violation):
-        """One iteration. Returns the HALS sweeps' summed projected-gradient
-        violation when ``violation`` is true (``None`` otherwise)."""
+    def iterate(self, rebalance, violation):
+        """One iteration; with ``rebalance`` an accepted pair is rebalanced
+        (:func:`balancing_scale`). Returns the HALS sweeps' summed
+        projected-gradient violation when ``violation`` is true (``None``
+        otherwise).
+
+        Restart or accept: the new pair is accepted when its objective is at
+        most the best one's plus the rounding noise. (With the best objective
+        never above the previous one, this is Ang and Gillis's test against
+        the previous objective, and an accepted pair is always the new best.)
+        Changes within the rounding noise decide nothing: otherwise the same
+        data in another container (dense or CSR: other rounding) or another
+        dtype would restart elsewhere and end at another of the many equally
+        good factorisations. Sync-free off the CPU (:meth:`_decide_on_device`).
+        """
         G = self.Hy @ self.Hy.mT
         if self.best_obj is None:  # W_y, H_y are the starting pair
-            self.best_obj = self.obj_prev = self._start_objective(G)
+            self.best_obj = self._start_objective(G)
             self.initial_error = self.error
         Wn, viol_W = self._update_codes(G, violation)
         Wy = Wn
@@ -197,19 +263,59 @@ class ExtrapolatedHALS:
         G = Wy @ Wy.mT
         Hn, viol_H = self.update_H(self.Hy, G, WX, self.inner_H, violation=violation)
         obj = self.objective(WX, Hn, G, Wy, Hn)
-        # Changes within the rounding noise decide nothing: otherwise the
-        # same data in another container (dense or CSR: other rounding) or
-        # another dtype would restart elsewhere and end at another of the
-        # many equally good factorisations.
-        if obj > min(self.obj_prev, self.best_obj) + self.noise:  # restart
+        accepted = obj <= self.best_obj + self.noise
+        if self.sync_free:
+            self._decide_on_device(accepted, obj, rebalance, Wn, Wy, Hn, G)
+        elif bool(accepted):
+            Wy, Hn = self._accept(rebalance, Wn, Wy, Hn, torch.diagonal(G))
+            self.best, self.best_obj = (Wy, Hn), torch.minimum(obj, self.best_obj)
+        else:  # restart from the accepted pair
             self.Wy, self.Hy = self.Wt, self.H
             self.weight.restart()
-        else:
-            Wy, Hn = self._accept(n_iter, Wn, Wy, Hn, torch.diagonal(G))
-        self.obj_prev = obj
-        if obj <= self.best_obj + self.noise:  # the latest of the best
-            self.best, self.best_obj = (Wy, Hn), min(obj, self.best_obj)
         return viol_W.sum() + viol_H.sum() if violation else None
+
+    def step(self, n_iter, check):
+        """Iteration ``n_iter`` of the fit: rebalanced every
+        :data:`BALANCE_EVERY` iterations, with the violation when ``check``
+        (and the factors are free)."""
+        rebalance = n_iter % BALANCE_EVERY == 1
+        return self.iterate(rebalance, check and not self.constrained)
+
+    def block(self, check):
+        """Iterations ``10 j + 1`` to ``10 j + 10`` (:data:`CHECK_EVERY`),
+        the same computation for every ``j``; returns the last one's
+        violation when ``check``."""
+        for i in range(1, CHECK_EVERY + 1):
+            violation = self.step(i, check and i == CHECK_EVERY)
+        return violation
+
+    def _decide_on_device(self, accepted, obj, rebalance, Wn, Wy, Hn, G):
+        """:meth:`iterate`'s accept/restart as tensor arithmetic: every state
+        tensor gets ``torch.where(accepted, new, old)``, in place."""
+        if self.balance and rebalance:
+            one = torch.ones((), dtype=Wn.dtype, device=Wn.device)
+            d = torch.where(accepted, balancing_scale(Wn, Hn), one)
+            Wn = Wn * d
+            Wy = Wy * d if Wy is not Wn else Wn
+            Hn, H_old = Hn / d, self.H / d
+        else:
+            H_old = self.H
+        Hy = Hn
+        if self.extrapolate_H:
+            Hy = extrapolate(Hn, H_old, self.weight.weight, torch.diagonal(G))
+        best_W, best_H = self.best  # own buffers, written in place
+        Wy_next = torch.where(accepted, Wy, self.Wt)
+        Hy_next = torch.where(accepted, Hy, self.H)
+        self.Wt.copy_(torch.where(accepted, Wn, self.Wt))
+        self.H.copy_(torch.where(accepted, Hn, self.H))
+        self.Wy.copy_(Wy_next)
+        self.Hy.copy_(Hy_next)
+        best_W.copy_(torch.where(accepted, Wy, best_W))
+        best_H.copy_(torch.where(accepted, Hn, best_H))
+        self.best_obj.copy_(
+            torch.where(accepted, torch.minimum(obj, self.best_obj), self.best_obj)
+        )
+        self.weight.update(accepted)
 
     def _start_objective(self, G):
         """The objective of the starting pair (``W_y``, ``H_y``)."""
@@ -243,10 +349,10 @@ class ExtrapolatedHALS:
                 viol += v.sum()
         return Wn, (viol if violation else None)
 
-    def _accept(self, n_iter, Wn, Wy, Hn, diag_W):
+    def _accept(self, rebalance, Wn, Wy, Hn, diag_W):
         """Take the new pair and extrapolate the atoms; returns the pair
         ``(W_y, H_n)`` (rescaled when the factors are rebalanced)."""
-        if self.balance and n_iter % BALANCE_EVERY == 1:
+        if self.balance and rebalance:
             # Extrapolating both factors drifts along the scale invariance
             # W D, D^-1 H; rescale every pair in play by the same D (the
             # products and the objective are unchanged).
@@ -282,9 +388,22 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
     start.clear()
     plateau, ratio = None, ViolationRatio(tol)
     converged = False
-    for n_iter in range(1, max_iter + 1):
+    blocks = GraphedBlock(
+        functools.partial(run.block, tol > 0),
+        _capturable(op, run.update_W, run.update_H),
+    )
+    n_iter = 0
+    while n_iter < max_iter:
+        # The first CHECK_EVERY iterations one by one, then whole blocks
+        # (replayed as a CUDA graph on CUDA), the remainder one by one.
+        if n_iter >= CHECK_EVERY and max_iter - n_iter >= CHECK_EVERY:
+            violation = blocks()
+            n_iter += CHECK_EVERY
+        else:
+            n_iter += 1
+            check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
+            violation = run.step(n_iter, check)
         check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
-        violation = run.iterate(n_iter, check and not run.constrained)
         if not check:
             continue
         if plateau is None:
@@ -308,8 +427,21 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
     if verbose:
         _print_epoch(n_iter, start_time)
     Wt, H = run.best
-    del run  # the other pairs go before the codes are copied out
+    run = blocks = None  # the other pairs go before the codes are copied out
     return Wt.mT.contiguous(), H, n_iter, converged
+
+
+def _capturable(op, *updates):
+    """Whether a fit's blocks of iterations are replayed as CUDA graphs: on
+    CUDA, for dense data and updates with no host-side state (HALS in the
+    natural order, multiplicative updates). Sparse products and the
+    projected gradient run eagerly, still without host syncs."""
+    plain = all(
+        isinstance(u, MultiplicativeUpdate)
+        or (isinstance(u, HALSUpdate) and u.order is None)
+        for u in updates
+    )
+    return plain and not op.sparse and can_capture(op.X.device)
 
 
 def _print_epoch(n_iter, start_time, error=None):
@@ -335,23 +467,40 @@ class MultiplicativeFit:
             sparseness_H,
         )
         self.half_sq_X = op.half_sq_norm() if beta == 2 else None
+        # Off the CPU the factors are overwritten in place (a captured CUDA
+        # graph reads the same memory at each replay).
+        self.in_place = sync_free(self.Wt.device)
+
+    def _set(self, name, value):
+        """``self.name = value``, in place in the sync-free fit."""
+        if self.in_place:
+            getattr(self, name).copy_(value)
+        else:
+            setattr(self, name, value)
 
     def iterate(self):
         """Update the codes, then the atoms."""
         if self.beta == 2:
             Bt = self.op.atoms_product_t(self.H)  # (k, n) = (X H^T)^T
-            self.Wt, _ = self.update_W(self.Wt, self.H @ self.H.mT, Bt, 1)
+            self._set("Wt", self.update_W(self.Wt, self.H @ self.H.mT, Bt, 1)[0])
             Bt = self.op.codes_product(self.Wt)  # (k, m) = W^T X
-            self.H, _ = self.update_H(self.H, self.Wt @ self.Wt.mT, Bt, 1)
+            self._set("H", self.update_H(self.H, self.Wt @ self.Wt.mT, Bt, 1)[0])
             return
         num, den = mu_terms_codes(self.op, self.Wt.mT, self.H, self.beta)
-        self.Wt = self.update_W.apply(self.Wt, num.mT, den.mT)
+        Wt = self.update_W.apply(self.Wt, num.mT, den.mT)
         if self.beta < 1:
-            self.Wt = torch.where(self.Wt < _EPS64, 0.0, self.Wt)
+            Wt = torch.where(Wt < _EPS64, 0.0, Wt)
+        self._set("Wt", Wt)
         num, den = mu_terms_atoms(self.op, self.Wt.mT, self.H, self.beta)
-        self.H = self.update_H.apply(self.H, num, den)
+        H = self.update_H.apply(self.H, num, den)
         if self.beta <= 1:
-            self.H = torch.where(self.H < _EPS64, 0.0, self.H)
+            H = torch.where(H < _EPS64, 0.0, H)
+        self._set("H", H)
+
+    def block(self):
+        """:data:`CHECK_EVERY` iterations (the unit replayed on CUDA)."""
+        for _ in range(CHECK_EVERY):
+            self.iterate()
 
     def error(self):
         """``sqrt(2 D_beta(X, W H))`` as a float."""
@@ -373,8 +522,17 @@ def _fit_multiplicative(op, start, *, max_iter, tol, verbose, **state):
     start.clear()
     plateau = ErrorPlateau(tol, run.error(), stop_at_zero=False) if tol > 0 else None
     converged = False
-    for n_iter in range(1, max_iter + 1):
-        run.iterate()
+    blocks = GraphedBlock(run.block, _capturable(op, run.update_W, run.update_H))
+    n_iter = 0
+    while n_iter < max_iter:
+        # Whole blocks between the checks (replayed as a CUDA graph on
+        # CUDA), the remainder one by one.
+        if n_iter % CHECK_EVERY == 0 and max_iter - n_iter >= CHECK_EVERY:
+            blocks()
+            n_iter += CHECK_EVERY
+        else:
+            run.iterate()
+            n_iter += 1
         if plateau is not None and n_iter % CHECK_EVERY == 0:
             error = run.error()
             if verbose:

@@ -42,6 +42,7 @@ class DataOperator:
         self.shape = tuple(X.shape)
         self._to_t = None
         self._t_blocks = None
+        self._blocks = None
 
     @property
     def Xt(self):
@@ -106,6 +107,13 @@ class DataOperator:
         n = self.shape[0]
         return [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
 
+    def _row_blocks(self):
+        """``[(slice, X[slice])]`` for the blocks of :meth:`_row_block_slices`
+        (CSR views, made once: cutting reads the row pointers on the host)."""
+        if self._blocks is None:
+            self._blocks = [(sl, self._csr_rows(sl)) for sl in self._row_block_slices()]
+        return self._blocks
+
     def _csr_rows(self, sl):
         """The rows ``sl`` of a CSR ``X`` as a CSR tensor sharing its storage."""
         X = self.X
@@ -124,13 +132,11 @@ class DataOperator:
         blocks matching :meth:`_row_block_slices` (built once; together about
         the size of ``X``)."""
         if self._t_blocks is None:
-            slices = self._row_block_slices()
-            if len(slices) == 1:
-                self._t_blocks = [(slices[0], self.Xt)]
+            blocks = self._row_blocks() if self.blocked else None
+            if blocks is None:
+                self._t_blocks = [(slice(0, self.shape[0]), self.Xt)]
             else:
-                self._t_blocks = [
-                    (sl, DataOperator(self._csr_rows(sl)).Xt) for sl in slices
-                ]
+                self._t_blocks = [(sl, DataOperator(X).Xt) for sl, X in blocks]
         return self._t_blocks
 
     def __matmul__(self, Y):
@@ -139,8 +145,8 @@ class DataOperator:
             return self.X @ Y
         Y = Y.contiguous()
         out = torch.empty((self.shape[0], Y.shape[1]), dtype=Y.dtype, device=Y.device)
-        for sl in self._row_block_slices():
-            out[sl] = self._csr_rows(sl) @ Y
+        for sl, X in self._row_blocks():
+            out[sl] = X @ Y
         return out
 
     def rmatmul(self, Y):
@@ -185,8 +191,8 @@ class DataOperator:
             yield slice(0, self.shape[0]), self.atoms_product_t(H)
             return
         Ht = H.mT.contiguous()
-        for sl in self._row_block_slices():
-            yield sl, (self._csr_rows(sl) @ Ht).mT.contiguous()
+        for sl, X in self._row_blocks():
+            yield sl, (X @ Ht).mT.contiguous()
 
     def codes_product(self, Wt):
         """``W^T X``, the codes' cross term of the atoms' update, as a
@@ -252,7 +258,10 @@ class DataOperator:
         """The row of every stored entry of a CSR ``X`` (in its value order)."""
         crow = self.X.crow_indices()
         rows = torch.arange(self.shape[0], dtype=crow.dtype, device=crow.device)
-        return torch.repeat_interleave(rows, crow[1:] - crow[:-1])
+        # The output size is known on the host: no read-back from the device.
+        return torch.repeat_interleave(
+            rows, crow[1:] - crow[:-1], output_size=self.X.values().numel()
+        )
 
     def row_sums(self, values, dtype):
         """Sum per row of ``values`` given at the stored entries of a CSR

@@ -126,6 +126,13 @@ def scaled(X, scale):
     return X if scale == 1 else X * (1.0 / scale)
 
 
+def kept_on_device(X, device):
+    """Whether :class:`TensorPasses` moves ``X`` to ``device`` once and keeps
+    it there: off the CPU, for data already in memory (a ``numpy.memmap`` is
+    streamed from its file at every pass)."""
+    return torch.device(device).type != "cpu" and not isinstance(X, np.memmap)
+
+
 class TensorPasses:
     """The mini-batch tensors of each pass over ``X``, one pass per call (the
     ``batches`` argument of :func:`~skpart._core._online.run_passes`),
@@ -134,7 +141,10 @@ class TensorPasses:
     The first call continues ``first_pass`` (from :func:`open_stream`, whose
     first chunk was already taken and converted to ``first_batch``); every
     later call goes through ``X`` chunk by chunk again (validating the chunks
-    unless ``validated``).
+    unless ``validated``). Off the CPU, an in-memory ``X`` (not a
+    ``numpy.memmap``) is moved once: the first pass's device tensors are kept
+    and every later pass reuses them, so the data stays on the device for
+    the whole fit instead of being copied over at every mini-batch.
     """
 
     def __init__(
@@ -155,11 +165,24 @@ class TensorPasses:
         self.validated, self.scale = validated, scale
         rest = as_tensors(first_pass, device=device, dtype=dtype, scale=scale)
         self._first_pass = itertools.chain([first_batch], rest)
+        self._keeps = kept_on_device(X, device)
+        self._kept = None
+
+    def _keep(self, batches):
+        """Yield ``batches``, keeping them for the later passes (once the
+        whole pass went through)."""
+        kept = []
+        for batch in batches:
+            kept.append(batch)
+            yield batch
+        self._kept = kept
 
     def __call__(self):
         if self._first_pass is not None:
             batches, self._first_pass = self._first_pass, None
-            return batches
+            return self._keep(batches) if self._keeps else batches
+        if self._kept is not None:
+            return iter(self._kept)
         chunks = validated_chunks(
             self.estimator, self.X, self.size, reset=False, validated=self.validated
         )

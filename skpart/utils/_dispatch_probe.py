@@ -13,12 +13,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 #: Ops that read a device value back to the host (``.item()``, ``float(t)``,
 #: ``bool(t)``, ``if t:``) or whose output shape depends on the data (boolean
-#: indexing, ``nonzero``): on CUDA each one waits for the queued kernels.
+#: indexing, ``nonzero``, ``repeat_interleave`` without ``output_size``): on
+#: CUDA each one waits for the queued kernels.
 SYNC_OPS = frozenset(
     {
         "aten._local_scalar_dense",
         "aten.nonzero",
-        "aten.nonzero_static",
         "aten.masked_select",
         "aten.masked_scatter",
         "aten.unique",
@@ -26,7 +26,6 @@ SYNC_OPS = frozenset(
         "aten._unique2",
         "aten.unique_consecutive",
         "aten.unique_dim",
-        "aten.repeat_interleave",
     }
 )
 #: Ops that do no arithmetic and launch no kernel (views, metadata).
@@ -59,6 +58,16 @@ FREE_OPS = frozenset(
         "aten.sym_storage_offset",
     }
 )
+
+
+def _sizes_from_data(func, args, kwargs):
+    """``repeat_interleave`` without ``output_size``: its output size is the
+    sum of the repeats, read back from the device."""
+    if func.overloadpacket.__name__ != "repeat_interleave":
+        return False
+    return (kwargs or {}).get("output_size") is None and (
+        len(args) < 4 or args[3] is None
+    )
 
 
 def _is_bool_index(func, args):
@@ -102,7 +111,11 @@ class DispatchProbe(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = f"aten.{func.overloadpacket.__name__}"
         self.ops[name] += 1
-        if name in SYNC_OPS or _is_bool_index(func, args):
+        if (
+            name in SYNC_OPS
+            or _is_bool_index(func, args)
+            or _sizes_from_data(func, args, kwargs)
+        ):
             self.syncs.append(name)
         return func(*args, **(kwargs or {}))
 
