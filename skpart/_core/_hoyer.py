@@ -2,6 +2,7 @@
 
 import torch
 
+from ._device import sync_free
 from ._hals import inverse_diagonal, one_thread
 from ._projections import l1_for_sparseness, project_l1_l2
 
@@ -39,15 +40,47 @@ def best_scale(V, VG, B):
     return V * a, VG * a
 
 
-def lipschitz_step(G):
-    """``1 / ||G||_2``: a step size that always decreases the quadratic.
+#: Squarings behind :func:`perron_bound`: the power ``G^(2^10)``.
+_SQUARINGS = 10
 
-    ``eigvalsh`` waits for a GPU (torch checks its status on the host): it is
-    called once per :func:`pg_steps` call that carries no step sizes, never
-    per step.
+
+def top_eigenvalue(G):
+    """Largest eigenvalue of the symmetric PSD ``G`` with non-negative
+    entries (a Gram matrix of non-negative factors), or where the solvers
+    run sync-free (:func:`~skpart._core._device.sync_free`) an upper bound of
+    it equal to it up to rounding on such matrices (:func:`perron_bound`):
+    ``eigvalsh`` waits for a GPU, as torch checks its status on the host."""
+    if sync_free(G.device):
+        return perron_bound(G)
+    return torch.linalg.eigvalsh(G)[-1].clamp(min=torch.finfo(G.dtype).tiny)
+
+
+def perron_bound(G):
+    """An upper bound of the largest eigenvalue of the symmetric ``G`` with
+    non-negative entries, with no read-back to the host.
+
+    For any positive vector ``v``, ``max_i (G v)_i / v_i`` bounds the largest
+    eigenvalue from above (Collatz-Wielandt), and it tends to it as ``v``
+    tends to the Perron vector. ``v`` is the power ``G^(2^10)`` (by
+    :data:`_SQUARINGS` squarings, each rescaled to a largest entry of 1)
+    applied to the ones vector: the other eigenvectors are damped by the
+    1024th power of their ratio to the largest eigenvalue. A floor keeps
+    ``v`` positive (a zero row of ``G`` then gives 0).
     """
-    top = torch.linalg.eigvalsh(G)[-1]
-    return 1.0 / top.clamp(min=torch.finfo(G.dtype).tiny)
+    tiny = torch.finfo(G.dtype).tiny
+    M = G
+    for _ in range(_SQUARINGS):
+        M = M @ M
+        M = M / M.amax().clamp(min=tiny)
+    v = M.sum(dim=1, keepdim=True)
+    v = (v / v.amax().clamp(min=tiny)).clamp(min=torch.finfo(G.dtype).eps)
+    return ((G @ v) / v).amax().clamp(min=tiny)
+
+
+def lipschitz_step(G):
+    """``1 / ||G||_2``: a step size that always decreases the quadratic
+    (``G`` a Gram matrix of non-negative factors, :func:`top_eigenvalue`)."""
+    return 1.0 / top_eigenvalue(G).clamp(min=torch.finfo(G.dtype).tiny)
 
 
 class Quadratic:

@@ -5,9 +5,8 @@ import time
 
 import torch
 
-from ._device import sync_free
 from ._hals import n_inner_sweeps
-from ._hoyer import cone_project
+from ._hoyer import cone_project, top_eigenvalue
 from ._init import initialize_nmf
 from ._nmf import fit_nmf, solve_codes
 from ._operator import DataOperator, gram_half_sq_error
@@ -147,43 +146,13 @@ def _balance(Wt, layers):
     return Wt * scale, layers, scale
 
 
-#: Squarings behind :func:`_perron_bound`: the power ``G^(2^10)``.
-_SQUARINGS = 10
-
-
 def _top_eigenvalue(G):
     """Largest eigenvalue of the symmetric PSD ``G`` with non-negative
-    entries (1 for ``None``: identity), or where the solvers run sync-free
-    (:func:`~skpart._core._device.sync_free`) an upper bound of it
-    (:func:`_perron_bound`): ``eigvalsh`` waits for a GPU, as torch checks
-    its status on the host."""
+    entries (1 for ``None``: identity; see
+    :func:`~skpart._core._hoyer.top_eigenvalue`)."""
     if G is None:
         return 1.0
-    if sync_free(G.device):
-        return _perron_bound(G)
-    return torch.linalg.eigvalsh(G)[-1].clamp(min=torch.finfo(G.dtype).tiny)
-
-
-def _perron_bound(G):
-    """An upper bound of the largest eigenvalue of the symmetric ``G`` with
-    non-negative entries, with no read-back to the host.
-
-    For any positive vector ``v``, ``max_i (G v)_i / v_i`` bounds the largest
-    eigenvalue from above (Collatz-Wielandt), and it tends to it as ``v``
-    tends to the Perron vector. ``v`` is the power ``G^(2^10)`` (by
-    :data:`_SQUARINGS` squarings, each rescaled to a largest entry of 1)
-    applied to the ones vector: the other eigenvectors are damped by the
-    1024th power of their ratio to the largest eigenvalue. A floor keeps
-    ``v`` positive (a zero row of ``G`` then gives 0).
-    """
-    tiny = torch.finfo(G.dtype).tiny
-    M = G
-    for _ in range(_SQUARINGS):
-        M = M @ M
-        M = M / M.amax().clamp(min=tiny)
-    v = M.sum(dim=1, keepdim=True)
-    v = (v / v.amax().clamp(min=tiny)).clamp(min=torch.finfo(G.dtype).eps)
-    return ((G @ v) / v).amax().clamp(min=tiny)
+    return top_eigenvalue(G)
 
 
 class TwoSidedQuadratic:
@@ -236,7 +205,7 @@ def monotone_apg(quad, F, n_steps):
     higher than the current one is rejected and the momentum restarts, so the
     objective never increases. Nothing is read back from the device (where
     the solvers run sync-free, the step size comes from power iterations,
-    :func:`_top_eigenvalue`).
+    :func:`~skpart._core._hoyer.top_eigenvalue`).
 
     Parameters
     ----------
