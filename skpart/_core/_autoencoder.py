@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._device import rand, randn, randperm
-from ._losses import asymmetric_decay, bce_loss, mse_loss, sparsity_penalty
+from ._losses import bce_loss, decay_term, mse_loss, sparsity_term
 from ._stopping import NoImprovement
 
 _ACTIVATIONS = {
@@ -223,17 +223,22 @@ class Objective:
             rec = mse_loss(module._g(Z), X)
         total = rec
         if self.sparsity is not None and self.sparsity_weight > 0:
-            t = H.mean(dim=0)
-            penalty = sparsity_penalty(
-                self.sparsity, t, self.sparsity_target, self.epsilon
+            total = total + sparsity_term(
+                H,
+                self.sparsity,
+                self.sparsity_target,
+                self.sparsity_weight,
+                self.epsilon,
             )
-            total = total + self.sparsity_weight * penalty
         if self.nonnegativity == "asymmetric_decay" and self.decay_weight > 0:
             for w in self.constrained(module):
-                decay = asymmetric_decay(
-                    w, self.decay_ratio, self.decay_norm, self.epsilon
+                total = total + decay_term(
+                    w,
+                    self.decay_weight,
+                    self.decay_ratio,
+                    self.decay_norm,
+                    self.epsilon,
                 )
-                total = total + self.decay_weight * decay
         return total, rec, H
 
     def project(self, module):
