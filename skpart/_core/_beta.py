@@ -73,7 +73,10 @@ def _sparse_divergence_rows(op, W, H, beta):
     f64 = torch.float64
     x, wh = op.X.values(), op.sampled_product(W, H)
     if beta == 2:  # 0.5 |x_i|^2 - <x_i, w_i H> + 0.5 w_i H H^T w_i^T
-        quad = torch.linalg.vecdot(W @ (H @ H.mT), W).to(f64)
+        G = H @ H.mT  # (W H H^T) by row blocks: no second codes-sized array
+        quad = torch.cat(
+            [torch.linalg.vecdot(W[sl] @ G, W[sl]) for sl in op.row_slices(G.shape[0])]
+        ).to(f64)
         return 0.5 * op.row_sq_norms() - op.row_sums(x * wh, f64) + 0.5 * quad
     sums = [op.row_sums(t, f64) for t in _data_terms(x, wh, beta)]
     wh_sums = None

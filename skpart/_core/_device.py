@@ -1,5 +1,7 @@
 """Device resolution, dtype policy and seeded random generators for the torch core."""
 
+import contextlib
+
 import torch
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -67,3 +69,32 @@ def randn(shape, generator, *, dtype, device):
 def randperm(n, generator, *, device):
     """A random permutation of ``range(n)`` from ``generator``, on ``device``."""
     return torch.randperm(n, generator=generator).to(device)
+
+
+#: Use the sync-free variants on the CPU too (see :func:`sync_free`).
+_FORCE_SYNC_FREE = False
+
+
+def sync_free(device):
+    """Whether the solvers take their sync-free variants on ``device``.
+
+    A host read of a device value (``float(t)``, ``bool(t)``, boolean
+    indexing) stalls a GPU until its queue drains and breaks CUDA-graph
+    capture, so off the CPU every decision inside a solver step is tensor
+    arithmetic (``torch.where``, masks). On the CPU such a read costs
+    nothing, and where the sync-free variant does more work the CPU keeps
+    the branch; :func:`force_sync_free` selects the sync-free variants on
+    the CPU too, so that tests check on the CPU what a GPU runs.
+    """
+    return torch.device(device).type != "cpu" or _FORCE_SYNC_FREE
+
+
+@contextlib.contextmanager
+def force_sync_free():
+    """Inside the block, :func:`sync_free` is true on the CPU too."""
+    global _FORCE_SYNC_FREE
+    old, _FORCE_SYNC_FREE = _FORCE_SYNC_FREE, True
+    try:
+        yield
+    finally:
+        _FORCE_SYNC_FREE = old

@@ -247,7 +247,10 @@ def initialize_nmf(
     Returns
     -------
     W : torch.Tensor of shape (n_samples, n_components)
-        Non-negative codes, with the dtype and device of ``X``.
+        Non-negative codes, with the dtype and device of ``X``, as the
+        transpose of a contiguous ``(n_components, n_samples)`` tensor: the
+        layout the solvers work in, so that they take ``W`` without a copy
+        (on a large sparse ``X`` the codes are the largest arrays of a fit).
     H : torch.Tensor of shape (n_components, n_features)
         Non-negative components, with the dtype and device of ``X``.
 
@@ -271,7 +274,7 @@ def initialize_nmf(
         scale = torch.sqrt(avg / n_components)
         H = draw((n_components, n_features))
         W = draw((n_samples, n_components))
-        return W.abs_().mul_(scale), H.abs_().mul_(scale)
+        return _solver_layout(W.abs_().mul_(scale)), H.abs_().mul_(scale)
 
     U, S, Vh = randomized_svd(X, n_components, generator=generator, normals=svd_normals)
     W, H = _nndsvd(U, S, Vh, eps)
@@ -285,4 +288,10 @@ def initialize_nmf(
             n_zeros = int(zeros.sum())
             fill = draw((n_zeros,))
             M[zeros] = (avg * fill / 100).abs()
-    return W, H
+    return _solver_layout(W), H
+
+
+def _solver_layout(W):
+    """``W`` as the transpose of a contiguous tensor (the solvers' layout);
+    the ``(n, k)`` original is freed when the caller drops it."""
+    return W.mT.contiguous().mT

@@ -11,7 +11,7 @@ from ._hals import n_inner_sweeps
 from ._hoyer import best_scale, cone_project
 from ._operator import DataOperator, gram_half_sq_error
 from ._stopping import ErrorPlateau, ViolationRatio
-from ._updates import ShuffledOrder, add_ridge, factor_update
+from ._updates import HALSUpdate, ShuffledOrder, add_ridge, factor_update
 
 #: Convergence is checked every this many iterations (one host sync each).
 CHECK_EVERY = 10
@@ -89,13 +89,13 @@ def extrapolate(new, old, weight, partner_diag):
     """``max(0, new + weight (new - old))`` row by row, in one fused pass.
 
     Rows whose partner component is zero (``partner_diag == 0``: the updates
-    left them alone) are not extrapolated, or they would grow without end.
+    left them alone) are not extrapolated, or they would grow without end:
+    their interpolation weight is 1, which gives ``new`` exactly. The weight
+    is a tensor per row, so no host sync decides which rows are live.
     """
-    out = torch.lerp(old, new, 1.0 + weight).clamp_(min=0)
-    live = partner_diag > 0
-    if not bool(live.all()):
-        out = torch.where(live.unsqueeze(1), out, new)
-    return out
+    one = torch.ones((), dtype=new.dtype, device=new.device)
+    row_weight = torch.where(partner_diag > 0, one + weight, one)
+    return torch.lerp(old, new, row_weight.unsqueeze(1)).clamp_(min=0)
 
 
 def balancing_scale(Ut, V):
@@ -185,14 +185,11 @@ class ExtrapolatedHALS:
     def iterate(self, n_iter, violation):
         """One iteration. Returns the HALS sweeps' summed projected-gradient
         violation when ``violation`` is true (``None`` otherwise)."""
-        Bt = self.op.atoms_product_t(self.Hy)  # (k, n) = (X H_y^T)^T
         G = self.Hy @ self.Hy.mT
         if self.best_obj is None:  # W_y, H_y are the starting pair
-            self.best_obj = self.obj_prev = self.objective(
-                Bt, self.Wy, G, self.Wy, self.Hy
-            )
+            self.best_obj = self.obj_prev = self._start_objective(G)
             self.initial_error = self.error
-        Wn, viol_W = self.update_W(self.Wy, G, Bt, self.inner_W, violation=violation)
+        Wn, viol_W = self._update_codes(G, violation)
         Wy = Wn
         if self.extrapolate_W:
             Wy = extrapolate(Wn, self.Wt, self.weight.weight, torch.diagonal(G))
@@ -214,6 +211,38 @@ class ExtrapolatedHALS:
             self.best, self.best_obj = (Wy, Hn), min(obj, self.best_obj)
         return viol_W.sum() + viol_H.sum() if violation else None
 
+    def _start_objective(self, G):
+        """The objective of the starting pair (``W_y``, ``H_y``)."""
+        if self.op.blocked:
+            P = self.op.codes_product(self.Wy)
+            return self.objective(P, self.Hy, self.Wy @ self.Wy.mT, self.Wy, self.Hy)
+        Bt = self.op.atoms_product_t(self.Hy)
+        return self.objective(Bt, self.Wy, G, self.Wy, self.Hy)
+
+    def _update_codes(self, G, violation):
+        """The codes' block update against ``H_y``; returns ``(W_n,
+        violation)``.
+
+        HALS on a tall sparse ``X`` goes one row block at a time (the rows'
+        problems are independent), so that the cross term ``X H_y^T``, as
+        large as the codes, never exists whole: the peak of such a fit is
+        then the codes' own copies. Other updates keep state per row and
+        take the whole cross term.
+        """
+        if not (self.op.blocked and isinstance(self.update_W, HALSUpdate)):
+            Bt = self.op.atoms_product_t(self.Hy)  # (k, n) = (X H_y^T)^T
+            return self.update_W(self.Wy, G, Bt, self.inner_W, violation=violation)
+        Wn = torch.empty_like(self.Wy)
+        viol = torch.zeros((), dtype=torch.float64, device=Wn.device)
+        for sl, Bt in self.op.atoms_product_t_blocks(self.Hy):
+            part, v = self.update_W(
+                self.Wy[:, sl], G, Bt, self.inner_W, violation=violation
+            )
+            Wn[:, sl] = part
+            if violation:
+                viol += v.sum()
+        return Wn, (viol if violation else None)
+
     def _accept(self, n_iter, Wn, Wy, Hn, diag_W):
         """Take the new pair and extrapolate the atoms; returns the pair
         ``(W_y, H_n)`` (rescaled when the factors are rebalanced)."""
@@ -221,8 +250,13 @@ class ExtrapolatedHALS:
             # Extrapolating both factors drifts along the scale invariance
             # W D, D^-1 H; rescale every pair in play by the same D (the
             # products and the objective are unchanged).
+            # Wn and Wy are this iteration's own tensors (scaled in place, no
+            # copies of the codes); the accepted W is replaced below, so only
+            # the accepted H, which H's extrapolation reads, is rescaled.
             d = balancing_scale(Wn, Hn)
-            Wn, self.Wt, Wy = Wn * d, self.Wt * d, Wy * d
+            Wn.mul_(d)
+            if Wy is not Wn:
+                Wy.mul_(d)
             Hn, self.H = Hn / d, self.H / d
         self.Hy = Hn
         if self.extrapolate_H:
@@ -232,7 +266,7 @@ class ExtrapolatedHALS:
         return Wy, Hn
 
 
-def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
+def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
     """:func:`fit_nmf` for ``solver="cd"``: :class:`ExtrapolatedHALS`.
 
     Stops when the error decreases by less than ``tol`` times the initial
@@ -244,7 +278,8 @@ def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
     converged)``.
     """
     start_time = time.time()
-    run = ExtrapolatedHALS(op, W, H, **state)
+    run = ExtrapolatedHALS(op, *start, **state)
+    start.clear()
     plateau, ratio = None, ViolationRatio(tol)
     converged = False
     for n_iter in range(1, max_iter + 1):
@@ -272,7 +307,9 @@ def _fit_extrapolated(op, W, H, *, max_iter, tol, verbose, **state):
             break
     if verbose:
         _print_epoch(n_iter, start_time)
-    return run.best[0].mT.contiguous(), run.best[1], n_iter, converged
+    Wt, H = run.best
+    del run  # the other pairs go before the codes are copied out
+    return Wt.mT.contiguous(), H, n_iter, converged
 
 
 def _print_epoch(n_iter, start_time, error=None):
@@ -327,12 +364,13 @@ class MultiplicativeFit:
         return float(torch.sqrt(2 * res.clamp(min=0)))
 
 
-def _fit_multiplicative(op, W, H, *, max_iter, tol, verbose, **state):
+def _fit_multiplicative(op, start, *, max_iter, tol, verbose, **state):
     """:func:`fit_nmf` for ``solver="mu"``; stops on :class:`ErrorPlateau`
     (scikit-learn's rule, which never stops on an initial error of 0).
     Returns ``(W, H, n_iter, converged)``."""
     start_time = time.time()
-    run = MultiplicativeFit(op, W, H, **state)
+    run = MultiplicativeFit(op, *start, **state)
+    start.clear()
     plateau = ErrorPlateau(tol, run.error(), stop_at_zero=False) if tol > 0 else None
     converged = False
     for n_iter in range(1, max_iter + 1):
@@ -351,9 +389,10 @@ def _fit_multiplicative(op, W, H, *, max_iter, tol, verbose, **state):
 
 def fit_nmf(
     X,
-    W,
-    H,
+    W=None,
+    H=None,
     *,
+    start=None,
     solver="cd",
     beta_loss=2.0,
     max_iter=200,
@@ -395,6 +434,12 @@ def fit_nmf(
         Starting codes (non-negative; with ``sparseness_W`` they are projected).
     H : Tensor of shape (n_components, n_features)
         Starting atoms.
+    start : list or None, default=None
+        ``[W, H]`` instead of ``W`` and ``H``: the list is emptied once the
+        fit's state holds the factors, so that a caller that passes its only
+        references has the starting codes freed as soon as the fit has moved
+        past them (on a tall sparse ``X`` the codes are the largest arrays of
+        the fit; arguments passed directly stay referenced by the caller).
     solver : {"cd", "mu"}, default="cd"
     beta_loss : float, default=2.0
     max_iter : int, default=200
@@ -422,12 +467,15 @@ def fit_nmf(
         ``max_iter`` iterations without the rule holding).
     """
     beta = float(beta_loss)
+    if start is None:
+        start = [W, H]
+    del W, H
     if (sparseness_W is not None or sparseness_H is not None) and beta != 2:
         raise ValueError("Sparseness constraints need the Frobenius loss (beta=2).")
     if solver == "cd" and beta != 2:
         raise ValueError("solver='cd' needs the Frobenius loss (beta=2).")
     op = DataOperator(X)
-    order = ShuffledOrder(H.shape[0], generator) if shuffle else None
+    order = ShuffledOrder(start[1].shape[0], generator) if shuffle else None
     penalties = Penalties(l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H)
     common = {"solver": solver, "beta": beta, "order": order}
     updates = (
@@ -445,8 +493,8 @@ def fit_nmf(
     }
     run = {"max_iter": max_iter, "tol": tol, "verbose": verbose}
     if solver == "cd":
-        return _fit_extrapolated(op, W, H, penalties=penalties, **state, **run)
-    return _fit_multiplicative(op, W, H, beta=beta, **state, **run)
+        return _fit_extrapolated(op, start, penalties=penalties, **state, **run)
+    return _fit_multiplicative(op, start, beta=beta, **state, **run)
 
 
 class ActiveRows:

@@ -4,6 +4,11 @@ import torch
 
 #: Dense entries per row block (blocks of ``W H`` in the beta divergences).
 BLOCK_ELEMS = 1 << 22
+#: Rows per block of the sparse-dense products of a CSR ``X``: torch's
+#: CSR-dense product holds about two copies of its output and a contiguous
+#: copy of a strided operand, so on a tall ``X`` the products are taken one
+#: row block at a time (the temporaries are then ``ROW_BLOCK x k``).
+ROW_BLOCK = 1 << 15
 
 
 class DataOperator:
@@ -36,6 +41,7 @@ class DataOperator:
         self.sparse = X.layout != torch.strided
         self.shape = tuple(X.shape)
         self._to_t = None
+        self._t_blocks = None
 
     @property
     def Xt(self):
@@ -95,19 +101,62 @@ class DataOperator:
         return t_crow, t_col, order
 
     # -- products ---------------------------------------------------------
+    def _row_block_slices(self):
+        """The row blocks of the sparse products (:data:`ROW_BLOCK` rows)."""
+        n = self.shape[0]
+        return [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
+
+    def _csr_rows(self, sl):
+        """The rows ``sl`` of a CSR ``X`` as a CSR tensor sharing its storage."""
+        X = self.X
+        crow = X.crow_indices()
+        lo, hi = int(crow[sl.start]), int(crow[sl.stop])
+        return torch.sparse_csr_tensor(
+            crow[sl.start : sl.stop + 1] - lo,
+            X.col_indices()[lo:hi],
+            X.values()[lo:hi],
+            size=(sl.stop - sl.start, self.shape[1]),
+            check_invariants=False,
+        )
+
+    def _transposed_blocks(self):
+        """``[(slice, X[slice]^T as CSR)]``: ``X^T`` cut into the column
+        blocks matching :meth:`_row_block_slices` (built once; together about
+        the size of ``X``)."""
+        if self._t_blocks is None:
+            slices = self._row_block_slices()
+            if len(slices) == 1:
+                self._t_blocks = [(slices[0], self.Xt)]
+            else:
+                self._t_blocks = [
+                    (sl, DataOperator(self._csr_rows(sl)).Xt) for sl in slices
+                ]
+        return self._t_blocks
+
     def __matmul__(self, Y):
         """``X @ Y`` for a dense ``Y`` of shape ``(n_cols, r)``."""
-        return self.X @ Y
+        if not self.blocked:
+            return self.X @ Y
+        Y = Y.contiguous()
+        out = torch.empty((self.shape[0], Y.shape[1]), dtype=Y.dtype, device=Y.device)
+        for sl in self._row_block_slices():
+            out[sl] = self._csr_rows(sl) @ Y
+        return out
 
     def rmatmul(self, Y):
         """``X^T @ Y`` for a dense ``Y`` of shape ``(n_rows, r)``.
 
         For a dense ``X`` it is computed as ``(Y^T @ X)^T``, which reads ``X``
-        in its memory order (the faster GEMM layout on CPU).
+        in its memory order (the faster GEMM layout on CPU). For a sparse one,
+        as the sum of the row blocks' products (:meth:`_transposed_blocks`).
         """
         if not self.sparse:
             return (Y.mT @ self.X).mT
-        return self.Xt @ Y
+        out = None
+        for sl, Xt in self._transposed_blocks():
+            part = Xt @ Y[sl]
+            out = part if out is None else out.add_(part)
+        return out
 
     def atoms_product_t(self, H):
         """``(X H^T)^T``, the atoms' cross term of the codes' update, as a
@@ -115,14 +164,36 @@ class DataOperator:
         whose rows the HALS sweeps read contiguously)."""
         if not self.sparse:
             return H @ self.X.mT
-        return (self.X @ H.mT).mT.contiguous()
+        if not self.blocked:
+            return (self.X @ H.mT).mT.contiguous()
+        out = torch.empty((H.shape[0], self.shape[0]), dtype=H.dtype, device=H.device)
+        for sl, part in self.atoms_product_t_blocks(H):
+            out[:, sl] = part
+        return out
+
+    @property
+    def blocked(self):
+        """Whether the sparse products go by row blocks (a tall CSR ``X``)."""
+        return self.sparse and self.shape[0] > ROW_BLOCK
+
+    def atoms_product_t_blocks(self, H):
+        """:meth:`atoms_product_t` one row block at a time: ``(slice,
+        (X[slice] H^T)^T)`` pairs, each block computed when it is reached
+        (a solver that uses the blocks one by one never holds the whole
+        cross term)."""
+        if not self.blocked:
+            yield slice(0, self.shape[0]), self.atoms_product_t(H)
+            return
+        Ht = H.mT.contiguous()
+        for sl in self._row_block_slices():
+            yield sl, (self._csr_rows(sl) @ Ht).mT.contiguous()
 
     def codes_product(self, Wt):
         """``W^T X``, the codes' cross term of the atoms' update, as a
         contiguous ``(k, n_cols)`` tensor from the transposed codes ``Wt``."""
         if not self.sparse:
             return Wt @ self.X
-        return (self.Xt @ Wt.mT).mT.contiguous()
+        return self.rmatmul(Wt.mT).mT.contiguous()
 
     # -- row access -------------------------------------------------------
     def row_slices(self, width=None):

@@ -593,12 +593,13 @@ class SparseNMF(NMFBase):
         device, _ = self._fit_setup()
         self._data_scale = data_scale(X)
         Xt = self._data_tensor(X, device, reset=True)
-        W0, H0 = self._initial_factors(X.shape, X.dtype, Xt, W, H)
         l1_W, l1_H, l2_W, l2_H = self._regularization(X)
+        # The starting pair goes in a list that fit_nmf empties, so that the
+        # starting codes are freed once the fit has moved past them.
+        start = list(self._initial_factors(X.shape, X.dtype, Xt, W, H))
         W, H, n_iter, converged = fit_nmf(
             Xt,
-            W0,
-            H0,
+            start=start,
             solver=self.solver,
             beta_loss=self._beta_loss,
             max_iter=self.max_iter,
