@@ -374,11 +374,11 @@ class TrainingStep:
     graph.
 
     One step is the forward pass, the objective with its penalties, the
-    backward pass, the optimiser step and the projection (or nothing, with the
-    asymmetric decay, which is part of the objective); it adds ``n_B`` times
+    backward pass, the optimiser step and the projection (with the asymmetric
+    decay, part of the objective, nothing is projected); it adds ``n_B`` times
     (objective, reconstruction loss, mean activation) of the batch to
-    :attr:`acc`. None of it reads a value back to the host, so the device
-    never waits for Python within an epoch.
+    :attr:`acc`. No operation of it reads a value back to the host, so within
+    an epoch the host never waits for the device.
 
     On the CPU, or with ``cuda_graph=False``, every step runs eagerly. On CUDA
     the full batches of ``batch_size`` rows go through a static batch buffer:
