@@ -7,6 +7,9 @@ squared error), the same batch size (64) and optimiser (Adam, lr 3e-3) on the
 and the minimum over repeats is reported (the CPU is shared).
 
     python benchmarks/bench_autoencoder_speed.py [--quick]
+
+:func:`cuda_epoch_seconds` times the same on a GPU (skpart's training loop with
+and without CUDA graphs, and the hand-written loop); ``bench_gpu.py`` calls it.
 """
 
 import argparse
@@ -26,23 +29,26 @@ DATA = os.environ.get("SKPART_DATA", str(REPO.parent / "shared" / "data"))
 K, BATCH, LR, P, BETA = 100, 64, 3e-3, 0.05, 1e-3
 
 
-def hand_written_epochs(X, n_epochs, seed=0):
-    """The minimal loop a PyTorch user writes for this model."""
+def hand_written_epochs(X, n_epochs, seed=0, batch_size=BATCH):
+    """The minimal loop a PyTorch user writes for this model (on ``X``'s
+    device; it reads its loss back after every step)."""
     g = torch.Generator().manual_seed(seed)
     n, m = X.shape
+    dev = X.device
     b = (6.0 / (m + K)) ** 0.5
-    We = ((torch.rand(K, m, generator=g) * 2 - 1) * b).requires_grad_()
-    Wd = ((torch.rand(K, m, generator=g) * 2 - 1) * b).clamp(min=0).requires_grad_()
-    be = torch.zeros(K, requires_grad=True)
-    bd = torch.zeros(m, requires_grad=True)
+    We = ((torch.rand(K, m, generator=g) * 2 - 1) * b).to(dev).requires_grad_()
+    Wd = ((torch.rand(K, m, generator=g) * 2 - 1) * b).clamp(min=0).to(dev)
+    Wd.requires_grad_()
+    be = torch.zeros(K, device=dev, requires_grad=True)
+    bd = torch.zeros(m, device=dev, requires_grad=True)
     opt = torch.optim.Adam([We, be, Wd, bd], lr=LR)
     times = []
     for _ in range(n_epochs):
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(dev)
         total = 0.0
-        for i in range(0, n, BATCH):
-            xb = X[perm[i : i + BATCH]]
+        for i in range(0, n, batch_size):
+            xb = X[perm[i : i + batch_size]]
             h = torch.sigmoid(xb @ We.t() + be)
             out = torch.sigmoid(h @ Wd + bd)
             t = h.mean(0).clamp(1e-7, 1 - 1e-7)
@@ -56,6 +62,71 @@ def hand_written_epochs(X, n_epochs, seed=0):
             total += loss.item()
         times.append(time.perf_counter() - t0)
     return times
+
+
+class _StampedList(list):
+    """A list that notes the time of every ``append``: the loss curve of a
+    :class:`History`, appended to right after the epoch's read of the device."""
+
+    def __init__(self):
+        super().__init__()
+        self.stamps = []
+
+    def append(self, value):
+        self.stamps.append(time.perf_counter())
+        super().append(value)
+
+
+def skpart_core_epochs(X, n_epochs, batch_size=BATCH, cuda_graph=True):
+    """Per-epoch times of skpart's training loop (:func:`train`, what ``fit``
+    runs) on ``X``'s device, with or without CUDA graphs. Each epoch ends with
+    the loop's one read of the device, so its time includes the device's work."""
+    from skpart._core._autoencoder import (
+        History,
+        Objective,
+        SparseAutoencoder,
+        initialize_autoencoder,
+        make_optimizer,
+        train,
+    )
+    from skpart._core._device import make_generator
+
+    module = SparseAutoencoder(X.shape[1], K, dtype=X.dtype, device=X.device)
+    gen = make_generator(0)
+    initialize_autoencoder(module, X, "glorot_uniform", generator=gen)
+    objective = Objective(sparsity_target=P, sparsity_weight=BETA)
+    objective.project(module)
+    optimizer = make_optimizer(module, "adam", LR)
+    history = History(loss_curve=_StampedList())
+    t0 = time.perf_counter()
+    train(
+        module, optimizer, objective, X, history=history, max_iter=n_epochs,
+        batch_size=batch_size, generator=gen, tol=-np.inf, cuda_graph=cuda_graph,
+    )  # fmt: skip
+    return list(np.diff([t0] + history.loss_curve.stamps))
+
+
+def cuda_epoch_seconds(X, batch_size=BATCH, n_epochs=3, device="cuda"):
+    """Seconds per epoch on ``device``: skpart's loop replaying CUDA graphs,
+    the same loop eager, and the eager hand-written loop.
+
+    ``X`` is a float32 array or tensor (MNIST scaled to [0, 1]); each figure is
+    the fastest of ``n_epochs`` epochs (the first one includes the warm-up and
+    the capture). A short untimed run first sets up the device. Returns a dict
+    ``{"skpart": s, "skpart eager": s, "hand-written eager": s}``.
+    """
+    Xt = torch.as_tensor(X, dtype=torch.float32).to(device)
+    hand_written_epochs(Xt[: 4 * batch_size], 1, batch_size=batch_size)
+    skpart_core_epochs(Xt[: 8 * batch_size], 1, batch_size)
+    graph = skpart_core_epochs(Xt, n_epochs, batch_size, True)
+    eager = skpart_core_epochs(Xt, n_epochs, batch_size, False)
+    return {
+        "skpart": float(min(graph)),
+        "skpart eager": float(min(eager)),
+        "hand-written eager": min(
+            hand_written_epochs(Xt, n_epochs, batch_size=batch_size)
+        ),
+    }
 
 
 def skpart_epochs(X_np, n_epochs):

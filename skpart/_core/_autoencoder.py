@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ._device import rand, randn, randperm
-from ._losses import asymmetric_decay, bce_loss, mse_loss, sparsity_penalty
+from ._losses import bce_loss, decay_term, mse_loss, sparsity_term
 from ._stopping import NoImprovement
 
 _ACTIVATIONS = {
@@ -223,38 +223,49 @@ class Objective:
             rec = mse_loss(module._g(Z), X)
         total = rec
         if self.sparsity is not None and self.sparsity_weight > 0:
-            t = H.mean(dim=0)
-            penalty = sparsity_penalty(
-                self.sparsity, t, self.sparsity_target, self.epsilon
+            total = total + sparsity_term(
+                H,
+                self.sparsity,
+                self.sparsity_target,
+                self.sparsity_weight,
+                self.epsilon,
             )
-            total = total + self.sparsity_weight * penalty
         if self.nonnegativity == "asymmetric_decay" and self.decay_weight > 0:
             for w in self.constrained(module):
-                decay = asymmetric_decay(
-                    w, self.decay_ratio, self.decay_norm, self.epsilon
+                total = total + decay_term(
+                    w,
+                    self.decay_weight,
+                    self.decay_ratio,
+                    self.decay_norm,
+                    self.epsilon,
                 )
-                total = total + self.decay_weight * decay
         return total, rec, H
 
     def project(self, module):
-        """Clip the constrained weights to >= 0 in place (projection only)."""
+        """Clip the constrained weights to >= 0 in place (projection only),
+        all of them in one operation."""
         if self.nonnegativity == "projection":
             with torch.no_grad():
-                for w in self.constrained(module):
-                    w.clamp_(min=0)
+                torch._foreach_clamp_min_(self.constrained(module), 0.0)
 
 
 def make_optimizer(module, solver, learning_rate_init, momentum=0.9):
     """The torch optimiser for ``solver`` ("adam", "sgd" or "lbfgs").
 
+    Adam and SGD are torch's fused implementations: one operation updates
+    every parameter, and Adam's step count stays a device tensor (the
+    single-tensor Adam reads it back to the host at every step), so a step
+    never waits for the device and can be captured in a CUDA graph.
     L-BFGS takes unit initial steps with a strong-Wolfe line search (its
     ``learning_rate_init`` is not used), one iteration per :func:`train` epoch.
     """
     params = list(module.parameters())
     if solver == "adam":
-        return torch.optim.Adam(params, lr=learning_rate_init)
+        return torch.optim.Adam(params, lr=learning_rate_init, fused=True)
     if solver == "sgd":
-        return torch.optim.SGD(params, lr=learning_rate_init, momentum=momentum)
+        return torch.optim.SGD(
+            params, lr=learning_rate_init, momentum=momentum, fused=True
+        )
     if solver == "lbfgs":
         return torch.optim.LBFGS(
             params,
@@ -346,27 +357,125 @@ def reconstruction_mse(module, X, batch_size=4096):
     return float(total) / X.numel()
 
 
-def _run_epoch(module, optimizer, objective, X, batch_size, perm):
-    """One pass of mini-batch steps; returns on-device means (loss, rec, act).
+def _gather(X, perm, start, stop, out=None):
+    """Rows ``start:stop`` of ``X`` (of ``X[perm]`` when ``perm`` is given),
+    gathered on ``X``'s device, into ``out`` when given."""
+    if perm is None:
+        xb = X[start:stop]
+    elif torch.is_tensor(X):
+        return torch.index_select(X, 0, perm[start:stop], out=out)
+    else:
+        xb = X[perm[start:stop]]  # streamed rows: read from disk
+    return xb if out is None else out.copy_(xb)
 
-    The sums stay on the device, so the epoch does not wait for the host.
+
+class TrainingStep:
+    """The mini-batch training step of ``module``, eager or replayed as a CUDA
+    graph.
+
+    One step is the forward pass, the objective with its penalties, the
+    backward pass, the optimiser step and the projection (with the asymmetric
+    decay, part of the objective, nothing is projected); it adds ``n_B`` times
+    (objective, reconstruction loss, mean activation) of the batch to
+    :attr:`acc`. No operation of it reads a value back to the host, so within
+    an epoch the host never waits for the device.
+
+    On the CPU, or with ``cuda_graph=False``, every step runs eagerly. On CUDA
+    the full batches of ``batch_size`` rows go through a static batch buffer:
+    the first :attr:`WARMUP` steps run eagerly on a side stream (they create
+    the optimiser state and the libraries' workspaces), the next one is
+    captured once as a :class:`torch.cuda.CUDAGraph` and every later full batch
+    replays it. A ragged last batch runs the same step eagerly; so does
+    everything when the capture fails. A replay computes what the eager step
+    computes, on the same tensors.
     """
-    n = X.shape[0]
-    acc = torch.zeros(3, dtype=X.dtype, device=X.device)
-    for start in range(0, n, batch_size):
-        batch = slice(start, start + batch_size)
-        xb = X[batch] if perm is None else X[perm[batch]]
-        optimizer.zero_grad(set_to_none=True)
-        total, rec, H = objective(module, xb)
+
+    #: Eager steps before the capture.
+    WARMUP = 3
+
+    def __init__(self, module, optimizer, objective, *, batch_size, device, cuda_graph):
+        self.module, self.optimizer, self.objective = module, optimizer, objective
+        self.batch_size = batch_size
+        self.acc = None
+        self.graph = None
+        self.use_graph = cuda_graph and torch.device(device).type == "cuda"
+        self._device = device
+        self._static_x = None
+        self._warm = 0
+
+    def __call__(self, xb):
+        """One eager step on the batch ``xb`` (the unit that is captured)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total, rec, H = self.objective(self.module, xb)
         total.backward()
-        optimizer.step()
-        objective.project(module)
+        self.optimizer.step()
+        self.objective.project(self.module)
         with torch.no_grad():
-            nb = xb.shape[0]
-            acc[0].add_(total.detach(), alpha=nb)
-            acc[1].add_(rec.detach(), alpha=nb)
-            acc[2].add_(H.detach().mean(), alpha=nb)
-    return acc / n
+            stats = torch.stack([total.detach(), rec.detach(), H.detach().mean()])
+            self.acc.add_(stats, alpha=xb.shape[0])
+
+    def epoch(self, X, perm):
+        """One pass over the rows of ``X`` (in the order ``perm``, if given);
+        returns the on-device means (objective, reconstruction, activation).
+
+        The sums stay on the device, so the epoch does not wait for the host.
+        """
+        n = X.shape[0]
+        if self.acc is None:
+            self.acc = torch.zeros(3, dtype=X.dtype, device=self._device)
+        else:
+            self.acc.zero_()
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if self.use_graph and stop - start == self.batch_size:
+                self._graph_step(X, perm, start, stop)
+            else:
+                self(_gather(X, perm, start, stop))
+        return self.acc / n
+
+    def _graph_step(self, X, perm, start, stop):
+        """A full batch on CUDA: warm-up, capture or replay."""
+        if self._static_x is None:
+            self._static_x = torch.empty(
+                (self.batch_size, X.shape[1]), dtype=X.dtype, device=self._device
+            )
+        _gather(X, perm, start, stop, out=self._static_x)
+        if self.graph is None and self._warm >= self.WARMUP:
+            self.graph = self._capture()
+        if self.graph is not None:
+            self.graph.replay()
+            return
+        if not self.use_graph:  # the capture failed
+            self(self._static_x)
+            return
+        side = torch.cuda.Stream(self._device)
+        side.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.cuda.stream(side):
+            self(self._static_x)
+        torch.cuda.current_stream(self._device).wait_stream(side)
+        self._warm += 1
+
+    def _capture(self):
+        """The step on the static batch, captured; None (and eager steps from
+        then on) when the capture fails. A capture runs nothing, so a failed
+        one leaves the parameters and the optimiser state as they were."""
+        groups = [g for g in self.optimizer.param_groups if "capturable" in g]
+        # Adam refuses a capture unless its groups say capturable; the fused
+        # implementation computes the same with or without the flag.
+        for group in groups:
+            group["capturable"] = True
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self(self._static_x)
+        except RuntimeError:
+            self.use_graph, graph = False, None
+            self.optimizer.zero_grad(set_to_none=True)
+        finally:
+            for group in groups:
+                group["capturable"] = False
+        return graph
 
 
 class _LbfgsClosure:
@@ -425,6 +534,7 @@ def train(
     generator=None,
     verbose=0,
     incremental=False,
+    cuda_graph=True,
 ):
     """Train ``module`` on ``X`` for up to ``max_iter`` epochs, in place.
 
@@ -442,6 +552,9 @@ def train(
     rows, indexed by a slice or an index tensor, come back as tensors: only
     the mini-batch being used is then in memory.
 
+    The mini-batch steps are those of :class:`TrainingStep`: on CUDA, with
+    ``cuda_graph``, the full batches replay one captured CUDA graph.
+
     The only host synchronisation is once per epoch. An objective that is not
     finite, or weights out of :func:`_weight_bound` (NaN included), at the
     end of an epoch raise ``FloatingPointError``; ``module``, ``optimizer``
@@ -454,13 +567,22 @@ def train(
     stopping = history.stopping_rule(tol, n_iter_no_change)
     params = list(module.parameters())
     bound = _weight_bound(X.dtype)
+    if solver != "lbfgs":
+        step = TrainingStep(
+            module,
+            optimizer,
+            objective,
+            batch_size=batch_size,
+            device=X.device,
+            cuda_graph=cuda_graph,
+        )
     t0 = time.perf_counter()
     for _ in range(1 if incremental else max_iter):
         if solver == "lbfgs":
             stats = _run_lbfgs_iteration(module, optimizer, objective, X)
         else:
             perm = randperm(n, generator, device=X.device) if shuffle else None
-            stats = _run_epoch(module, optimizer, objective, X, batch_size, perm)
+            stats = step.epoch(X, perm)
         # One host synchronisation for the statistics and the weights' check:
         # a step can throw the weights out of range with a finite objective
         # (the last one of the epoch, or saturated sigmoids).
