@@ -15,6 +15,7 @@ from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._warnings import warn
 from ._base import insert_shared_doc
+from . import _dask
 from ._nmf_base import (
     NMFBase,
     code_solver_max_iter,
@@ -722,6 +723,8 @@ class SparseNMF(NMFBase):
         self : object
             Returns the instance itself.
         """
+        if _dask.is_dask_array(X):
+            _dask.refuse_partial_fit(self)
         with self._transaction():
             self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
         return self
@@ -750,7 +753,9 @@ class SparseNMF(NMFBase):
         """
         W, H = params.get("W"), params.get("H")
         with self._transaction():
-            if self.batch_size is None:
+            if _dask.is_dask_array(X):
+                _dask.fit_sparse_nmf(self, X, W, H)
+            elif self.batch_size is None:
                 self._fit_full_batch(X, W, H)
             else:
                 self._fit_online(X, incremental=False, W=W, H=H)
@@ -784,6 +789,10 @@ class SparseNMF(NMFBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
+        if _dask.is_dask_array(X):
+            with self._transaction():
+                _dask.fit_sparse_nmf(self, X, W, H)
+            return _dask.transform(self, X)
         with self._transaction():
             if self.batch_size is None:
                 X, Xt = self._fit_full_batch(X, W, H)
@@ -831,4 +840,6 @@ class SparseNMF(NMFBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
+        if _dask.is_dask_array(X):
+            return _dask.transform(self, X)
         return np.concatenate(self._encode_in_batches(self._codes, X))

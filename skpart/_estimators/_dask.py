@@ -1,0 +1,606 @@
+"""Fitting and encoding on dask arrays: data-parallel NMF, blocks never gathered.
+
+Nothing here is imported unless a ``dask.array.Array`` is passed to an
+estimator (:func:`is_dask_array` looks in ``sys.modules``), so dask stays an
+optional dependency (``pip install "skpart[dask]"``).
+"""
+
+import sys
+import uuid
+
+import numpy as np
+import torch
+
+from .._core._distributed import (
+    add_stats,
+    codes_of,
+    data_summary,
+    fit_nmf_blocks,
+    initialize_blocks,
+    solve_codes_blocks,
+)
+from ..utils._warnings import warn
+from ._nmf_base import data_scale, resolve_init, sklearn_normals, working_dtype
+
+
+def is_dask_array(X):
+    """Whether ``X`` is a ``dask.array.Array`` (without importing dask)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(X, da.Array)
+
+
+# -- the block set of a dask array -------------------------------------------------
+def _run(func, X, previous, msg):
+    """``func`` on a block, its state taken from the previous step's
+    ``(state, stats)`` pair; returns the new pair."""
+    return func(X, _state_of(previous), msg)
+
+
+def _stats(pair):
+    return pair[1]
+
+
+def _add(a, b):
+    a = a[1] if isinstance(a, tuple) else a
+    b = b[1] if isinstance(b, tuple) else b
+    return add_stats(a, b)
+
+
+def _derive(func, previous):
+    return func(_state_of(previous))
+
+
+def _state_of(previous):
+    """A block's state, from a step's ``(state, stats)`` pair or as it is."""
+    return previous[0] if isinstance(previous, tuple) else previous
+
+
+def _tree_sum(parts):
+    """Pairwise (tree) sum of delayed statistics, in block order."""
+    from dask import delayed
+
+    if len(parts) == 1:
+        return delayed(_stats, pure=True)(parts[0])
+    while len(parts) > 1:
+        pairs = [
+            delayed(_add, pure=True)(parts[i], parts[i + 1])
+            for i in range(0, len(parts) - 1, 2)
+        ]
+        if len(parts) % 2:
+            pairs.append(parts[-1])
+        parts = pairs
+    return parts[0]
+
+
+class DaskBlocks:
+    """The block set (see :mod:`~skpart._core._distributed`) of the row
+    blocks of a persisted dask array, on the active Dask scheduler.
+
+    Every :meth:`step` builds one task per block, ``func(X_b, state_b,
+    msg)``, with the message (the atoms and a few numbers) as one shared key
+    of the graph, persists the new states where they were computed (on a
+    ``distributed`` cluster, on the worker that holds the block) and tree-sums
+    the statistics; only the sum comes back to the client.
+    """
+
+    def __init__(self, parts, n_rows, n_cols, states=None):
+        self.parts = list(parts)
+        self.n_rows, self.n_cols = n_rows, n_cols
+        if states is None:
+            states = [{"index": idx} for idx in range(len(self.parts))]
+        self.states = list(states)
+
+    @classmethod
+    def from_array(cls, X):
+        """Blocks of a dask array with one chunk along the columns."""
+        return cls(X.to_delayed().ravel().tolist(), int(X.shape[0]), int(X.shape[1]))
+
+    def step(self, func, msg):
+        from dask import delayed
+
+        msg_d = delayed(msg, name=f"skpart-msg-{uuid.uuid4().hex}", traverse=False)
+        outs = [
+            delayed(_run, pure=False)(func, X, state, msg_d)
+            for X, state in zip(self.parts, self.states)
+        ]
+        total = _tree_sum(outs)
+        client = _client()
+        if client is None:
+            import dask
+
+            *self.states, total = dask.persist(*outs, total)
+            return total.compute()
+        # One graph: the blocks' pairs stay on their workers as futures,
+        # only the summed statistics are gathered.
+        *self.states, total = client.compute([*outs, total])
+        return total.result()
+
+    def derive(self, func, n_cols):
+        """A block set over the same rows whose blocks are ``func(state)``."""
+        import dask
+        from dask import delayed
+
+        parts = [delayed(_derive, pure=False)(func, state) for state in self.states]
+        client = _client()
+        parts = dask.persist(*parts) if client is None else client.compute(parts)
+        out = DaskBlocks(parts, self.n_rows, n_cols)
+        out.sizes = self.sizes
+        return out
+
+    def codes_array(self, k, dtype):
+        """The codes ``state["W"]`` of the blocks as a dask array (NumPy
+        blocks), not computed."""
+        import dask.array as da
+        from dask import delayed
+
+        sizes = self.sizes
+        blocks = [
+            da.from_delayed(
+                delayed(_codes_numpy, pure=True)(state), (n, k), dtype=dtype
+            )
+            for state, n in zip(self.states, sizes)
+        ]
+        return da.concatenate(blocks, axis=0)
+
+
+def _codes_numpy(state):
+    state = _state_of(state)
+    return state["W"].numpy()
+
+
+def _client():
+    """The active ``distributed`` client, or None (the local scheduler)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+# -- input ----------------------------------------------------------------------------
+def prepare(estimator, X, *, reset):
+    """Check a dask array for an estimator, with messages like scikit-learn's.
+
+    Returns the array with one chunk along the columns, in float32 or
+    float64 (other dtypes become float64, as ``check_array`` does). With
+    ``reset``, records ``n_features_in_`` (dask arrays have no feature
+    names); otherwise checks the number of features.
+    """
+    name = type(estimator).__name__
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} needs a 2-D dask array chunked along its rows; got "
+            f"{X.ndim} dimensions."
+        )
+    if any(np.isnan(s) for s in X.shape):
+        raise ValueError(
+            f"{name} needs a dask array of known shape; call "
+            "X.compute_chunk_sizes() first."
+        )
+    if not isinstance(X._meta, np.ndarray):
+        raise TypeError(
+            f"{name} fits dask arrays of dense NumPy blocks; this one has "
+            f"blocks of type {type(X._meta).__name__}. Densify them with "
+            "X.map_blocks(lambda b: b.toarray()) or pass scipy.sparse data "
+            "in memory."
+        )
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(
+            f"Found array with shape {X.shape} while a minimum of 1 sample and "
+            f"1 feature is required by {name}."
+        )
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    if reset:
+        estimator.n_features_in_ = int(X.shape[1])
+        estimator.__dict__.pop("feature_names_in_", None)
+    elif X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {name} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    return X
+
+
+def _scan(estimator, X):
+    """One pass over the blocks: smallest and largest entries, finiteness.
+
+    Raises scikit-learn's messages for NaN, infinity and negative values.
+    """
+    import dask
+    import dask.array as da
+
+    low, high, finite = dask.compute(X.min(), X.max(), da.isfinite(X).all())
+    name = type(estimator).__name__
+    if not finite:
+        raise ValueError(
+            f"Input X contains NaN or infinity (in the dask array given to {name})."
+        )
+    if low < 0:
+        raise ValueError(f"Negative values in data passed to {name} (input X)")
+    return float(low), float(high)
+
+
+class _Layout:
+    """What :func:`~skpart._estimators._nmf_base.working_dtype` reads from an
+    array: its shape and dtype."""
+
+    def __init__(self, X):
+        self.shape, self.dtype = X.shape, X.dtype
+
+
+def fit_blocks(estimator, X):
+    """Validate a dask array for a fit and put it on the cluster.
+
+    Returns ``(blocks, summary, dtype, low)``: the block set of ``X`` divided
+    by the data scale in the working dtype (persisted: on a ``distributed``
+    cluster the blocks stay on the workers for the whole fit), the data's
+    summary (``0.5 ||X||^2``, sum, non-zeros, of the scaled data), the torch
+    dtype the solvers work in, and the smallest entry.
+    """
+    low, high = _scan(estimator, X)
+    estimator._data_scale = c = data_scale(np.array([high], dtype=X.dtype))
+    estimator._working_dtype = working_dtype(_Layout(X))
+    dtype = estimator._working_dtype or (
+        torch.float32 if X.dtype == np.float32 else torch.float64
+    )
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    if X.dtype != np_dtype:
+        X = X.astype(np_dtype)
+    if c != 1:
+        X = X * (1.0 / c)
+    X = X.persist()
+    blocks = DaskBlocks.from_array(X)
+    blocks.sizes = X.chunks[0]
+    summary = blocks.step(data_summary, {"dtype": dtype})
+    summary["half_sq"] = summary["half_sq"]
+    return blocks, summary, dtype, low
+
+
+def _custom_codes(W, X, k, dtype):
+    """The custom starting codes ``W`` (NumPy or dask) in ``X``'s row blocks,
+    as a list of delayed NumPy blocks."""
+    import dask.array as da
+
+    if not is_dask_array(W):
+        W = da.from_array(np.asarray(W), chunks=(X.chunks[0], (k,)))
+    W = W.rechunk((X.chunks[0], (k,)))
+    return W.to_delayed().ravel().tolist()
+
+
+def _with_codes(state, W, scale, dtype):
+    state = _state_of(state)
+    W = torch.from_numpy(np.asarray(W, dtype=np.float64)).to(dtype)
+    return dict(state, W=W if scale == 1 else W / scale)
+
+
+def refuse_partial_fit(estimator):
+    """``partial_fit`` does not take dask arrays (yet): say what to do."""
+    raise TypeError(
+        f"{type(estimator).__name__}.partial_fit does not take dask arrays: "
+        "fit the whole dask array with fit (data-parallel, on the cluster), "
+        "or pass its blocks one at a time as NumPy arrays "
+        "(for block in X.blocks: model.partial_fit(block.compute()))."
+    )
+
+
+# -- SparseNMF ----------------------------------------------------------------------
+def fit_sparse_nmf(estimator, X, W=None, H=None):
+    """``SparseNMF.fit`` on a dask array (full batch, data-parallel)."""
+    from dask import delayed
+
+    from .._core._nmf import Penalties  # noqa: F401 (documentation link)
+
+    if estimator.batch_size is not None:
+        raise ValueError(
+            f"{type(estimator).__name__} fits a dask array in full batch, block "
+            "by block on the cluster; batch_size must be None (got "
+            f"batch_size={estimator.batch_size!r})."
+        )
+    X = prepare(estimator, X, reset=True)
+    estimator._check_params(_Shape(X))
+    if estimator._beta_loss <= 0:
+        low, _ = _scan(estimator, X)
+        if low == 0:
+            raise ValueError(
+                "When beta_loss <= 0 and X contains zeros, "
+                "the solver may diverge. Please add small values "
+                "to X, or use a positive beta_loss."
+            )
+    device, generator = estimator._fit_setup()
+    if device.type != "cpu":
+        raise ValueError(
+            f"{type(estimator).__name__} fits dask arrays on the workers' CPUs; "
+            f"device={estimator.device!r} is not supported there."
+        )
+    blocks, summary, dtype, _ = fit_blocks(estimator, X)
+    n, m = X.shape
+    k = estimator._n_components
+    if estimator.init == "custom":
+        from ._sparse_nmf import _check_init
+
+        Hc = _check_init(H, (k, m), f"{type(estimator).__name__} (input H)")
+        if k == "auto":
+            k = estimator._n_components = Hc.shape[0]
+        if W is None:
+            raise ValueError("init='custom' needs W (numpy or dask) and H.")
+        if W.shape != (n, k):
+            raise ValueError(
+                f"Array with wrong shape passed to {type(estimator).__name__} "
+                f"(input W). Expected {(n, k)}, but got {W.shape}."
+            )
+        root = estimator._factor_scale
+        H0 = torch.from_numpy(np.asarray(Hc, dtype=np.float64)).to(dtype) / root
+        parts = _custom_codes(W, X, k, dtype)
+        blocks.states = [
+            delayed(_with_codes, pure=False)(state, part, root, dtype)
+            for state, part in zip(blocks.states, parts)
+        ]
+    else:
+        if W is not None or H is not None:
+            warn(
+                (
+                    "When init!='custom', provided W or H are ignored. Set "
+                    " init='custom' to use them as initialization."
+                ),
+                RuntimeWarning,
+            )
+        if k == "auto":
+            k = estimator._n_components = m
+        error = (
+            f"init = '{estimator.init}' can only be used when "
+            "n_components <= min(n_samples, n_features)"
+        )
+        init = resolve_init(estimator.init, k, n, m, error=error)
+        if init == "nndsvdar":
+            raise ValueError(
+                "init='nndsvdar' is not available for dask arrays (its random "
+                "fill is drawn over all the zeros at once); use 'nndsvda', "
+                "'nndsvd', 'random' or 'custom'."
+            )
+        if init != "random" and n < m:
+            raise ValueError(
+                f"init={init!r} on a dask array needs n_samples >= n_features "
+                f"(got {n} x {m}); use init='random' or 'custom'."
+            )
+        H0 = initialize_blocks(
+            blocks,
+            k,
+            init,
+            summary=summary,
+            dtype=dtype,
+            generator=generator,
+            normals=sklearn_normals(estimator.random_state),
+            svd_normals=sklearn_normals(estimator.random_state),
+        )
+    l1_W, l1_H, l2_W, l2_H = estimator._penalties(n, m)
+    H, n_iter, converged, error = fit_nmf_blocks(
+        blocks,
+        H0,
+        summary=summary,
+        dtype=dtype,
+        solver=estimator.solver,
+        beta_loss=estimator._beta_loss,
+        max_iter=estimator.max_iter,
+        tol=estimator.tol,
+        l1_reg_W=l1_W,
+        l1_reg_H=l1_H,
+        l2_reg_W=l2_W,
+        l2_reg_H=l2_H,
+        sparseness_W=estimator.sparseness_codes,
+        sparseness_H=estimator.sparseness_components,
+        shuffle=estimator.shuffle,
+        generator=generator,
+        verbose=estimator.verbose,
+    )
+    if not converged:
+        estimator._warn_max_iter(n_iter, estimator.max_iter)
+    if estimator._data_scale != 1:
+        error *= estimator._data_scale ** (estimator._beta_loss / 2)
+    estimator.reconstruction_err_ = error
+    estimator.components_ = estimator._fitted_factor(H, X.dtype)
+    estimator.n_components_ = estimator.components_.shape[0]
+    estimator.n_iter_ = n_iter
+    estimator._online_state = None
+    estimator.__dict__.pop("n_steps_", None)
+    estimator._check_finite_fit()
+    return estimator
+
+
+class _Shape:
+    """What ``SparseNMF._check_params`` reads from ``X``: its shape."""
+
+    def __init__(self, X):
+        self.shape = X.shape
+
+
+# -- MultilayerNMF --------------------------------------------------------------------
+def fit_multilayer_nmf(estimator, X):
+    """``MultilayerNMF.fit`` on a dask array: every layer fitted block-wise
+    on the previous layer's codes (which stay on the workers), then the
+    fine-tuning with summed statistics."""
+    from .._core._distributed import fine_tune_blocks
+
+    if estimator.batch_size is not None:
+        raise ValueError(
+            f"{type(estimator).__name__} fits a dask array in full batch, block "
+            "by block on the cluster; batch_size must be None (got "
+            f"batch_size={estimator.batch_size!r})."
+        )
+    X = prepare(estimator, X, reset=True)
+    n, m = X.shape
+    estimator._check_params(n, m)
+    device, generator = estimator._fit_setup()
+    if device.type != "cpu":
+        raise ValueError(
+            f"{type(estimator).__name__} fits dask arrays on the workers' CPUs; "
+            f"device={estimator.device!r} is not supported there."
+        )
+    for idx, init in enumerate(estimator._inits):
+        n_inputs = m if idx == 0 else estimator._ranks[idx - 1]
+        if init != "random" and n < n_inputs:
+            raise ValueError(
+                f"init={init!r} on a dask array needs n_samples >= the layer's "
+                f"inputs ({n} < {n_inputs}); use init='random'."
+            )
+    blocks, summary, dtype, _ = fit_blocks(estimator, X)
+    data, layers, n_iter_layers = blocks, [], []
+    layer_summary = summary
+    for idx, k in enumerate(estimator._ranks):
+        if idx > 0:
+            data = data.derive(codes_of, estimator._ranks[idx - 1])
+            layer_summary = data.step(data_summary, {"dtype": dtype})
+        H0 = initialize_blocks(
+            data,
+            k,
+            estimator._inits[idx],
+            summary=layer_summary,
+            dtype=dtype,
+            generator=generator,
+        )
+        H, it, done, _ = fit_nmf_blocks(
+            data,
+            H0,
+            summary=layer_summary,
+            dtype=dtype,
+            solver=estimator.solver,
+            max_iter=estimator.max_iter,
+            tol=estimator.tol,
+            sparseness_W=estimator._sparseness_codes[idx],
+            sparseness_H=estimator._sparseness_components[idx],
+            generator=generator,
+            verbose=estimator.verbose,
+        )
+        if not done:
+            estimator._warn_max_iter(
+                it, estimator.max_iter, where=f"in layer {idx + 1}", param="max_iter"
+            )
+        layers.append(H)
+        n_iter_layers.append(it)
+    blocks.states = [
+        _codes_state(state, last) for state, last in zip(blocks.states, data.states)
+    ]
+    layers, loss_curve, n_iter = fine_tune_blocks(
+        blocks,
+        layers,
+        summary=summary,
+        dtype=dtype,
+        max_iter=estimator.fine_tune_iter,
+        tol=estimator.tol,
+        sparseness_codes=estimator._sparseness_codes[-1],
+        sparseness_components=estimator._sparseness_components,
+        verbose=estimator.verbose,
+    )
+    estimator._warn_max_iter(
+        n_iter,
+        estimator.fine_tune_iter,
+        where="in the fine-tuning",
+        param="fine_tune_iter",
+    )
+    from .._core._multilayer import effective_atoms
+
+    components = effective_atoms(layers)[-1]
+    max_iter = estimator.transform_max_iter or estimator.max_iter
+    code_iter, loss = solve_codes_blocks(
+        blocks,
+        components,
+        dtype=dtype,
+        error=True,
+        solver=estimator.solver,
+        max_iter=max_iter,
+        tol=estimator.tol,
+        sparseness_W=estimator._sparseness_codes[-1],
+    )
+    estimator._warn_max_iter(
+        code_iter, max_iter, where="in the code solver", param="transform_max_iter"
+    )
+    c = estimator._data_scale
+    estimator._set_layers(layers, components, X.dtype)
+    estimator.n_components_ = estimator._ranks[-1]
+    estimator.n_iter_ = n_iter
+    estimator.n_iter_layers_ = list(n_iter_layers)
+    if c != 1:
+        loss_curve = [value * c**2 for value in loss_curve]
+    estimator.loss_curve_ = loss_curve
+    estimator.reconstruction_err_ = c * float(np.sqrt(2 * max(loss, 0.0)))
+    estimator._online_state = None
+    estimator.__dict__.pop("n_steps_", None)
+    estimator._check_finite_fit()
+    return estimator
+
+
+def _codes_state(state, last):
+    from dask import delayed
+
+    return delayed(_merge_codes, pure=False)(state, last)
+
+
+def _merge_codes(state, last):
+    state, last = _state_of(state), _state_of(last)
+    return {"index": state["index"], "W": last["W"]}
+
+
+# -- inference ---------------------------------------------------------------------
+def _transform_block(estimator, block):
+    return estimator.transform(block)
+
+
+def _inverse_block(estimator, block):
+    return estimator.inverse_transform(block)
+
+
+def transform(estimator, X):
+    """``transform`` of a dask array: a lazy dask array of codes, block by
+    block, the fitted estimator shipped once (one key of the graph)."""
+    from dask import delayed
+
+    X = prepare(estimator, X, reset=False)
+    model = delayed(estimator, name=f"skpart-model-{uuid.uuid4().hex}", traverse=False)
+    k = estimator.n_components_
+    return X.map_blocks(
+        _transform_block_wrapped,
+        model,
+        chunks=(X.chunks[0], (k,)),
+        dtype=X.dtype,
+        meta=np.empty((0, 0), dtype=X.dtype),
+    )
+
+
+def _transform_block_wrapped(block, estimator):
+    return _transform_block(estimator, block)
+
+
+def _inverse_block_wrapped(block, estimator):
+    return _inverse_block(estimator, block)
+
+
+def inverse_transform(estimator, codes):
+    """``inverse_transform`` of dask codes: a lazy dask array."""
+    from dask import delayed
+
+    if codes.ndim != 2:
+        raise ValueError("inverse_transform needs 2-D codes.")
+    if codes.dtype not in (np.float32, np.float64):
+        codes = codes.astype(np.float64)
+    if len(codes.chunks[1]) > 1:
+        codes = codes.rechunk({1: -1})
+    if codes.shape[1] != estimator.n_components_:
+        raise ValueError(
+            f"X has {codes.shape[1]} features, but {type(estimator).__name__}."
+            f"inverse_transform is expecting {estimator.n_components_} features "
+            "(n_components_) as input."
+        )
+    model = delayed(estimator, name=f"skpart-model-{uuid.uuid4().hex}", traverse=False)
+    m = estimator.components_.shape[1]
+    return codes.map_blocks(
+        _inverse_block_wrapped,
+        model,
+        chunks=(codes.chunks[0], (m,)),
+        dtype=codes.dtype,
+        meta=np.empty((0, 0), dtype=codes.dtype),
+    )
