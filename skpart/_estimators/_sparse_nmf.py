@@ -14,8 +14,8 @@ from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._warnings import warn
-from ._base import insert_shared_doc
 from . import _dask
+from ._base import insert_shared_doc
 from ._nmf_base import (
     NMFBase,
     code_solver_max_iter,
