@@ -205,7 +205,7 @@ def test_dask_input_errors(digits_600):
     with pytest.raises(ValueError, match="nndsvdar"):
         SparseNMF(4, init="nndsvdar").fit(X)
     with pytest.raises(TypeError, match="partial_fit does not take dask arrays"):
-        SparseNMF(4).partial_fit(X)
+        MultilayerNMF((4, 2)).partial_fit(X)
     with pytest.raises(ValueError, match="2-D dask array"):
         SparseNMF(4).fit(X[:, 0])
     model = SparseNMF(4, max_iter=5, random_state=0).fit(digits_600)
@@ -225,3 +225,23 @@ def test_custom_init_from_dask_codes(digits_600):
     X = da.from_array(digits_600, chunks=120)
     spread = SparseNMF(**params).fit(X, W=da.from_array(W0, chunks=200), H=H0)
     _assert_same_fit(memory, spread, rtol=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [None, 200])
+def test_partial_fit_on_dask_equals_in_memory(digits_600, batch_size):
+    # One online step per mini-batch, its codes solved block by block: the
+    # statistics and the atoms are those of the in-memory partial_fit.
+    params = dict(n_components=8, random_state=0, batch_size=batch_size)
+    memory, spread = SparseNMF(**params), SparseNMF(**params)
+    X = da.from_array(digits_600, chunks=100)
+    memory.partial_fit(digits_600).partial_fit(digits_600[:300])
+    spread.partial_fit(X).partial_fit(X[:300])
+    assert spread.n_steps_ == memory.n_steps_ == (2 if batch_size is None else 5)
+    assert np.abs(memory.components_).max() > 0.1
+    np.testing.assert_allclose(
+        spread.components_, memory.components_, rtol=1e-10, atol=1e-12
+    )
+    for key in ("A", "B"):
+        np.testing.assert_allclose(
+            spread._online_state[key], memory._online_state[key], atol=1e-12
+        )

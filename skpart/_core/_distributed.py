@@ -41,6 +41,7 @@ from ._nmf import (
     objective_noise,
     solve_codes,
 )
+from ._online import balance_atoms, dead_components, live_statistics
 from ._operator import DataOperator
 from ._stopping import ErrorPlateau, ViolationRatio
 from ._updates import ShuffledOrder, factor_update
@@ -932,3 +933,93 @@ def fine_tune_blocks(
 def _half_error(loss):
     """Frobenius error ``sqrt(2 loss)`` of a half squared error."""
     return math.sqrt(2 * max(loss, 0.0))
+
+
+# -- online steps ---------------------------------------------------------------------
+def _online_codes_block(X, state, msg):
+    """The codes of a mini-batch block with the atoms fixed (as ``transform``
+    computes them) and the statistics of the online atoms' update."""
+    X = as_tensor(X, msg["dtype"])
+    W, _ = solve_codes(X, msg["H"], **msg["params"])
+    W64 = W.double()
+    stats = {
+        "WtW": W.mT @ W,
+        "WtX": (W.mT @ X),
+        "half_sq": 0.5 * torch.linalg.vecdot(X, X).to(torch.float64).sum(),
+        "sum_W": W64.sum(),
+        "sq_W": torch.linalg.vecdot(W64.flatten(), W64.flatten()),
+        "n": int(X.shape[0]),
+    }
+    return state, stats
+
+
+def minibatch_step_blocks(
+    state,
+    blocks,
+    *,
+    rho,
+    dtype,
+    solver="cd",
+    code_max_iter=200,
+    tol=1e-4,
+    l1_reg_W=0.0,
+    l2_reg_W=0.0,
+    l1_reg_H=0.0,
+    l2_reg_H=0.0,
+    sparseness_W=None,
+    sparseness_H=None,
+    order=None,
+    balance=True,
+):
+    """:func:`~skpart._core._online.minibatch_step` on a mini-batch held in a
+    block set: every block solves its codes with the atoms fixed and returns
+    ``W^T W``, ``W^T X`` and ``0.5 ||X||^2``, and the atoms are updated from
+    their sums exactly as :func:`~skpart._core._online.update_atoms` updates
+    them from one batch. Returns ``(fit, objective, change)``."""
+    params = {
+        "solver": solver,
+        "max_iter": code_max_iter,
+        "tol": tol,
+        "l1_reg_W": l1_reg_W,
+        "l2_reg_W": l2_reg_W,
+        "sparseness_W": sparseness_W,
+    }
+    s = blocks.step(
+        _online_codes_block, {"H": state.H, "dtype": dtype, "params": params}
+    )
+    b, WtW, WtX = s["n"], s["WtW"], s["WtX"]
+    H_old = state.H
+    cost = float(gram_loss(s["half_sq"], _cross(WtX, H_old), WtW, H_old @ H_old.mT))
+    past = rho * state.weight
+    total = past + b
+    state.A.mul_(past / total).add_(WtW, alpha=1.0 / total)
+    state.B.mul_(past / total).add_(WtX, alpha=1.0 / total)
+    state.weight = total
+    update = factor_update(
+        solver=solver,
+        sparseness=sparseness_H,
+        codes=False,
+        l1=l1_reg_H,
+        l2=l2_reg_H,
+        order=order,
+        step=state.step,
+    )
+    dead = dead_components(state.A)
+    A, B = live_statistics(state.A, state.B, dead)
+    H, _ = update(H_old, A, B, n_inner_sweeps(blocks.n_cols, b, H_old.shape[0]))
+    if dead is not None:
+        H = torch.where(dead.unsqueeze(1), H_old, H)
+    state.H = H.contiguous()
+    if sparseness_H is not None:
+        state.step = update.step
+    norm = torch.linalg.vector_norm(state.H)
+    diff = torch.linalg.vector_norm(state.H - H_old)
+    change = float(diff / norm) if float(norm) > 0 else 0.0
+    fit = max(cost, 0.0)
+    penalised = l1_reg_W or l2_reg_W or l1_reg_H or l2_reg_H
+    if balance and sparseness_W is None and not penalised:
+        balance_atoms(state)
+    objective = fit
+    if l1_reg_W or l2_reg_W:
+        objective += float(l1_reg_W * s["sum_W"] + 0.5 * l2_reg_W * s["sq_W"])
+    return fit, objective, change

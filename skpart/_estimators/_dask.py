@@ -280,13 +280,153 @@ def _with_codes(state, W, scale, dtype):
 
 
 def refuse_partial_fit(estimator):
-    """``partial_fit`` does not take dask arrays (yet): say what to do."""
+    """``MultilayerNMF.partial_fit`` does not take dask arrays: say what to do."""
     raise TypeError(
         f"{type(estimator).__name__}.partial_fit does not take dask arrays: "
         "fit the whole dask array with fit (data-parallel, on the cluster), "
         "or pass its blocks one at a time as NumPy arrays "
         "(for block in X.blocks: model.partial_fit(block.compute()))."
     )
+
+
+def _minibatches(X, size):
+    """The mini-batches of ``size`` rows of ``X`` (all of it for None), each
+    a block set of its row blocks (no data moves for ``size=None``)."""
+    n = int(X.shape[0])
+    if size is None:
+        blocks = DaskBlocks.from_array(X)
+        blocks.sizes = X.chunks[0]
+        return [blocks]
+    out = []
+    for start in range(0, n, size):
+        part = X[start : start + size]
+        blocks = DaskBlocks.from_array(part)
+        blocks.sizes = part.chunks[0]
+        out.append(blocks)
+    return out
+
+
+def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
+    """``SparseNMF.partial_fit`` on a dask array: one online step per
+    mini-batch of ``batch_size`` rows (None: the whole array, one step), each
+    computed where its blocks live (codes per block, atoms from the summed
+    ``W^T W`` and ``W^T X``): the in-memory ``partial_fit`` of the same rows.
+    """
+    from .._core._distributed import minibatch_step_blocks
+    from .._core._online import OnlineNMF, forget_rate
+    from ._nmf_base import code_solver_max_iter, save_online_state
+
+    continuing = hasattr(estimator, "components_")
+    X = prepare(estimator, X, reset=not continuing)
+    low, high = _scan(estimator, X)
+    n, m = X.shape
+    estimator._working_dtype = None
+    if continuing:
+        device = getattr(estimator, "_device", None) or estimator._inference_device()
+        states = estimator._restore_online_states(device)
+        scale = getattr(estimator, "_data_scale", 1.0)
+        dtype = states[0].H.dtype
+    else:
+        estimator._check_params(_Shape(X))
+        if estimator._beta_loss != 2:
+            raise ValueError(
+                f"{type(estimator).__name__} streams only the Frobenius loss: "
+                "batch_size and partial_fit need beta_loss='frobenius', got "
+                f"beta_loss = {estimator.beta_loss!r}."
+            )
+        device, generator = estimator._fit_setup()
+        if device.type != "cpu":
+            raise ValueError(
+                f"{type(estimator).__name__} fits dask arrays on the workers' "
+                f"CPUs; device={estimator.device!r} is not supported there."
+            )
+        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+        first = X if estimator.batch_size is None else X[: estimator.batch_size]
+        first_high = high if first is X else float(first.max().compute())
+        scale = estimator._data_scale = data_scale(
+            np.array([first_high], dtype=X.dtype)
+        )
+    Xs = X if scale == 1 else X * (1.0 / scale)
+    batches = _minibatches(Xs, estimator.batch_size)
+    if not continuing:
+        k = estimator._n_components
+        if estimator.init == "custom":
+            from ._sparse_nmf import _check_init
+
+            Hc = _check_init(H, (k, m), f"{type(estimator).__name__} (input H)")
+            if k == "auto":
+                k = estimator._n_components = Hc.shape[0]
+            H0 = torch.from_numpy(np.asarray(Hc)).to(dtype) / estimator._factor_scale
+        else:
+            first = batches[0]
+            if k == "auto":
+                k = estimator._n_components = m
+            b = first.n_rows
+            error = (
+                f"init = '{estimator.init}' can only be used when "
+                "n_components <= min(n_samples, n_features)"
+            )
+            init = resolve_init(estimator.init, k, b, m, error=error)
+            _refuse_init(init, b, m)
+            summary = first.step(data_summary, {"dtype": dtype})
+            H0 = initialize_blocks(
+                first,
+                k,
+                init,
+                summary=summary,
+                dtype=dtype,
+                generator=generator,
+                normals=sklearn_normals(estimator.random_state),
+                svd_normals=sklearn_normals(estimator.random_state),
+            )
+        states = [OnlineNMF.start(H0, estimator.sparseness_components)]
+        estimator.n_steps_ = 0
+    (state,) = states
+    k = state.H.shape[0]
+    l1_W, l1_H, l2_W, l2_H = estimator._penalties(1, m)
+    for batch in batches:
+        order = None
+        if estimator.shuffle and estimator.solver == "cd":
+            from .._core._device import randperm
+
+            order = randperm(k, estimator._generator, device="cpu").tolist()
+        minibatch_step_blocks(
+            state,
+            batch,
+            rho=forget_rate(estimator.forget_factor, batch.n_rows, n),
+            dtype=dtype,
+            solver=estimator.solver,
+            code_max_iter=code_solver_max_iter(estimator),
+            tol=estimator.tol,
+            l1_reg_W=l1_W,
+            l2_reg_W=l2_W,
+            l1_reg_H=l1_H,
+            l2_reg_H=l2_H,
+            sparseness_W=estimator.sparseness_codes,
+            sparseness_H=estimator.sparseness_components,
+            order=order,
+        )
+        estimator.n_steps_ += 1
+    estimator.components_ = estimator._fitted_factor(state.H)
+    estimator.n_components_ = k
+    estimator._online_state = save_online_state(state)
+    estimator._check_finite_fit()
+    return estimator
+
+
+def _refuse_init(init, n, m):
+    """The inits the block-wise initialisation cannot do, refused."""
+    if init == "nndsvdar":
+        raise ValueError(
+            "init='nndsvdar' is not available for dask arrays (its random "
+            "fill is drawn over all the zeros at once); use 'nndsvda', "
+            "'nndsvd', 'random' or 'custom'."
+        )
+    if init != "random" and n < m:
+        raise ValueError(
+            f"init={init!r} on a dask array needs n_samples >= n_features "
+            f"(got {n} x {m}); use init='random' or 'custom'."
+        )
 
 
 # -- SparseNMF ----------------------------------------------------------------------
@@ -357,17 +497,7 @@ def fit_sparse_nmf(estimator, X, W=None, H=None):
             "n_components <= min(n_samples, n_features)"
         )
         init = resolve_init(estimator.init, k, n, m, error=error)
-        if init == "nndsvdar":
-            raise ValueError(
-                "init='nndsvdar' is not available for dask arrays (its random "
-                "fill is drawn over all the zeros at once); use 'nndsvda', "
-                "'nndsvd', 'random' or 'custom'."
-            )
-        if init != "random" and n < m:
-            raise ValueError(
-                f"init={init!r} on a dask array needs n_samples >= n_features "
-                f"(got {n} x {m}); use init='random' or 'custom'."
-            )
+        _refuse_init(init, n, m)
         H0 = initialize_blocks(
             blocks,
             k,

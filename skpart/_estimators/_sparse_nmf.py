@@ -723,9 +723,10 @@ class SparseNMF(NMFBase):
         self : object
             Returns the instance itself.
         """
-        if _dask.is_dask_array(X):
-            _dask.refuse_partial_fit(self)
         with self._transaction():
+            if _dask.is_dask_array(X):
+                _dask.partial_fit_sparse_nmf(self, X, params.get("W"), params.get("H"))
+                return self
             self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
         return self
 
