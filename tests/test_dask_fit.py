@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from skpart import MultilayerNMF, SparseNMF
+from skpart import MultilayerNMF, NonnegativeSparseAutoencoder, SparseNMF
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -245,3 +245,27 @@ def test_partial_fit_on_dask_equals_in_memory(digits_600, batch_size):
         np.testing.assert_allclose(
             spread._online_state[key], memory._online_state[key], atol=1e-12
         )
+
+
+@pytest.mark.slow
+def test_autoencoder_trains_on_dask_blocks(cluster, digits_600):
+    # Epochs of partial_fit over the blocks in a shuffled order: the scale is
+    # the whole array's, the codes are lazy, and a refit repeats itself.
+    X = da.from_array(digits_600 * 2.0, chunks=100)
+    params = dict(n_components=8, max_iter=3, random_state=0, batch_size=50)
+    model = NonnegativeSparseAutoencoder(**params).fit(X)
+    assert model.input_scale_ == pytest.approx(2.0)
+    assert model.n_iter_ == 3
+    np.testing.assert_allclose(
+        model.reconstruction_err_, -model.score(digits_600 * 2.0), rtol=1e-10
+    )
+    codes = model.transform(X)
+    assert isinstance(codes, da.Array)
+    np.testing.assert_allclose(codes.compute(), model.transform(digits_600 * 2.0))
+    again = NonnegativeSparseAutoencoder(**params).fit(X)
+    np.testing.assert_array_equal(again.components_, model.components_)
+    # Trained: better than the start.
+    start = NonnegativeSparseAutoencoder(**dict(params, max_iter=1)).fit(X)
+    assert model.reconstruction_err_ < start.reconstruction_err_
+    with pytest.raises(ValueError, match="early_stopping=True needs the data"):
+        NonnegativeSparseAutoencoder(8, early_stopping=True).fit(X)

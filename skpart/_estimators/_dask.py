@@ -675,6 +675,72 @@ def _merge_codes(state, last):
     return {"index": state["index"], "W": last["W"]}
 
 
+# -- the autoencoder ----------------------------------------------------------------
+def fit_autoencoder(estimator, X):
+    """``NonnegativeSparseAutoencoder.fit`` on a dask array: ``max_iter``
+    epochs, each a ``partial_fit`` over every row block in a new random
+    order (from the estimator's generator), the next block computed on its
+    worker while the current one trains: the client holds two blocks at a
+    time. The input scale is the whole array's largest entry, as in memory.
+    """
+    if estimator.early_stopping:
+        raise ValueError(
+            f"{type(estimator).__name__} trains on a dask array block by block; "
+            "early_stopping=True needs the data in memory."
+        )
+    if estimator.solver == "lbfgs":
+        raise ValueError(
+            f"{type(estimator).__name__} trains on a dask array block by block; "
+            "solver='lbfgs' is full-batch and needs the data in memory."
+        )
+    for attr in list(estimator.__dict__):
+        if attr.endswith("_") and not attr.startswith("_"):
+            delattr(estimator, attr)  # a fresh fit, not a continuation
+    for attr in ("_module", "_optimizer", "_history"):
+        estimator.__dict__.pop(attr, None)
+    X = prepare(estimator, X, reset=True)
+    low, high = _scan_signed(X)
+    estimator._stream_peak = max(abs(low), abs(high)) or 1.0
+    rng = np.random.RandomState(
+        np.random.RandomState(estimator.random_state).randint(2**31 - 1)
+        if estimator.random_state is not None
+        else None
+    )
+    blocks = X.to_delayed().ravel().tolist()
+    client = _client()
+    try:
+        for _ in range(estimator.max_iter):
+            order = rng.permutation(len(blocks))
+            pending = _fetch(blocks[order[0]], client)
+            for pos in range(len(order)):
+                block = pending.result() if client is not None else pending.compute()
+                if pos + 1 < len(order):
+                    pending = _fetch(blocks[order[pos + 1]], client)
+                estimator._fit(block, incremental=True)
+    finally:
+        estimator.__dict__.pop("_stream_peak", None)
+    estimator.n_iter_ = estimator.max_iter
+    err = (X - estimator.inverse_transform(estimator.transform(X))) ** 2
+    estimator.reconstruction_err_ = float(err.mean().compute())
+    return estimator
+
+
+def _fetch(block, client):
+    """A block being computed: a future on a cluster, else the delayed."""
+    return client.compute(block) if client is not None else block
+
+
+def _scan_signed(X):
+    """Smallest and largest entries of a dask array (finite check included)."""
+    import dask
+    import dask.array as da
+
+    low, high, finite = dask.compute(X.min(), X.max(), da.isfinite(X).all())
+    if not finite:
+        raise ValueError("Input X contains NaN or infinity (in the dask array).")
+    return float(low), float(high)
+
+
 # -- inference ---------------------------------------------------------------------
 def _transform_block(estimator, block):
     return estimator.transform(block)
