@@ -5,6 +5,7 @@ estimator (:func:`is_dask_array` looks in ``sys.modules``), so dask stays an
 optional dependency (``pip install "skpart[dask]"``).
 """
 
+import itertools
 import sys
 import uuid
 
@@ -76,26 +77,85 @@ class DaskBlocks:
     """The block set (see :mod:`~skpart._core._distributed`) of the row
     blocks of a persisted dask array, on the active Dask scheduler.
 
-    Every :meth:`step` builds one task per block, ``func(X_b, state_b,
-    msg)``, with the message (the atoms and a few numbers) as one shared key
-    of the graph, persists the new states where they were computed (on a
-    ``distributed`` cluster, on the worker that holds the block) and tree-sums
-    the statistics; only the sum comes back to the client.
+    Every :meth:`step` runs one task per block, ``func(X_b, state_b, msg)``,
+    keeps the new states where they were computed and tree-sums the
+    statistics; only the sum comes back to the client. On a ``distributed``
+    cluster the message (the atoms and a few numbers) is scattered to every
+    worker once, and every block's task is pinned to the worker that holds
+    the block (``allow_other_workers=False``), so neither the blocks nor the
+    codes ever move, whatever the scheduler's work stealing would prefer.
+    Without a client, the same graph runs on dask's local scheduler.
     """
 
-    def __init__(self, parts, n_rows, n_cols, states=None):
+    def __init__(self, parts, n_rows, n_cols, states=None, where=None):
         self.parts = list(parts)
         self.n_rows, self.n_cols = n_rows, n_cols
         if states is None:
             states = [{"index": idx} for idx in range(len(self.parts))]
         self.states = list(states)
+        self.where = where
 
     @classmethod
     def from_array(cls, X):
-        """Blocks of a dask array with one chunk along the columns."""
-        return cls(X.to_delayed().ravel().tolist(), int(X.shape[0]), int(X.shape[1]))
+        """Blocks of a dask array with one chunk along the columns (persisted
+        on the cluster first, where there is one)."""
+        n, m = int(X.shape[0]), int(X.shape[1])
+        client = _client()
+        if client is None:
+            out = cls(X.to_delayed().ravel().tolist(), n, m)
+        else:
+            from distributed import futures_of, wait
+
+            X = client.persist(X)
+            wait(X)
+            futures = {f.key: f for f in futures_of(X)}
+            parts = [futures[key] for key in _block_keys(X)]
+            who = client.who_has(parts)
+            where = [list(who[f.key]) for f in parts]
+            out = cls(parts, n, m, where=where)
+        out.sizes = X.chunks[0]
+        return out
 
     def step(self, func, msg):
+        client = _client()
+        if client is None or self.where is None:
+            return self._step_graph(func, msg)
+        from dask.delayed import Delayed
+
+        (msg_f,) = client.scatter([msg], broadcast=True, hash=False)
+        outs = []
+        for part, state, where in zip(self.parts, self.states, self.where):
+            if isinstance(state, Delayed):
+                state = client.compute(state, workers=where)
+            outs.append(
+                client.submit(
+                    _run,
+                    func,
+                    part,
+                    state,
+                    msg_f,
+                    workers=where,
+                    allow_other_workers=False,
+                    pure=False,
+                )
+            )
+        parts = outs
+        if len(parts) == 1:
+            total = client.submit(_stats, parts[0], pure=False)
+        while len(parts) > 1:
+            pairs = [
+                client.submit(_add, parts[i], parts[i + 1], pure=False)
+                for i in range(0, len(parts) - 1, 2)
+            ]
+            if len(parts) % 2:
+                pairs.append(parts[-1])
+            parts = pairs
+            total = parts[0]
+        self.states = outs
+        return total.result()
+
+    def _step_graph(self, func, msg):
+        import dask
         from dask import delayed
 
         msg_d = delayed(msg, name=f"skpart-msg-{uuid.uuid4().hex}", traverse=False)
@@ -104,48 +164,33 @@ class DaskBlocks:
             for X, state in zip(self.parts, self.states)
         ]
         total = _tree_sum(outs)
-        client = _client()
-        if client is None:
-            import dask
-
-            *self.states, total = dask.persist(*outs, total)
-            return total.compute()
-        # One graph: the blocks' pairs stay on their workers as futures,
-        # only the summed statistics are gathered.
-        *self.states, total = client.compute([*outs, total])
-        return total.result()
+        *self.states, total = dask.persist(*outs, total)
+        return total.compute()
 
     def derive(self, func, n_cols):
         """A block set over the same rows whose blocks are ``func(state)``."""
         import dask
         from dask import delayed
 
-        parts = [delayed(_derive, pure=False)(func, state) for state in self.states]
         client = _client()
-        parts = dask.persist(*parts) if client is None else client.compute(parts)
-        out = DaskBlocks(parts, self.n_rows, n_cols)
+        if client is None or self.where is None:
+            parts = [delayed(_derive, pure=False)(func, s) for s in self.states]
+            parts = dask.persist(*parts)
+        else:
+            parts = [
+                client.submit(
+                    _derive,
+                    func,
+                    state,
+                    workers=where,
+                    allow_other_workers=False,
+                    pure=False,
+                )
+                for state, where in zip(self.states, self.where)
+            ]
+        out = DaskBlocks(parts, self.n_rows, n_cols, where=self.where)
         out.sizes = self.sizes
         return out
-
-    def codes_array(self, k, dtype):
-        """The codes ``state["W"]`` of the blocks as a dask array (NumPy
-        blocks), not computed."""
-        import dask.array as da
-        from dask import delayed
-
-        sizes = self.sizes
-        blocks = [
-            da.from_delayed(
-                delayed(_codes_numpy, pure=True)(state), (n, k), dtype=dtype
-            )
-            for state, n in zip(self.states, sizes)
-        ]
-        return da.concatenate(blocks, axis=0)
-
-
-def _codes_numpy(state):
-    state = _state_of(state)
-    return state["W"].numpy()
 
 
 def _client():
@@ -158,6 +203,13 @@ def _client():
         return get_client()
     except ValueError:
         return None
+
+
+def _block_keys(X):
+    """The keys of the row blocks of ``X`` (one chunk along the columns), in
+    order."""
+    keys = X.__dask_keys__()
+    return [row[0] for row in keys]
 
 
 # -- input ----------------------------------------------------------------------------
@@ -254,9 +306,9 @@ def fit_blocks(estimator, X):
         X = X.astype(np_dtype)
     if c != 1:
         X = X * (1.0 / c)
-    X = X.persist()
+    if _client() is None:
+        X = X.persist()
     blocks = DaskBlocks.from_array(X)
-    blocks.sizes = X.chunks[0]
     summary = blocks.step(data_summary, {"dtype": dtype})
     summary["half_sq"] = summary["half_sq"]
     return blocks, summary, dtype, low
@@ -291,19 +343,14 @@ def refuse_partial_fit(estimator):
 
 def _minibatches(X, size):
     """The mini-batches of ``size`` rows of ``X`` (all of it for None), each
-    a block set of its row blocks (no data moves for ``size=None``)."""
+    a block set of its row blocks, made one at a time (no data moves for
+    ``size=None``)."""
     n = int(X.shape[0])
     if size is None:
-        blocks = DaskBlocks.from_array(X)
-        blocks.sizes = X.chunks[0]
-        return [blocks]
-    out = []
+        yield DaskBlocks.from_array(X)
+        return
     for start in range(0, n, size):
-        part = X[start : start + size]
-        blocks = DaskBlocks.from_array(part)
-        blocks.sizes = part.chunks[0]
-        out.append(blocks)
-    return out
+        yield DaskBlocks.from_array(X[start : start + size])
 
 
 def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
@@ -348,6 +395,7 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
         )
     Xs = X if scale == 1 else X * (1.0 / scale)
     batches = _minibatches(Xs, estimator.batch_size)
+    first = next(batches)
     if not continuing:
         k = estimator._n_components
         if estimator.init == "custom":
@@ -358,7 +406,6 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
                 k = estimator._n_components = Hc.shape[0]
             H0 = torch.from_numpy(np.asarray(Hc)).to(dtype) / estimator._factor_scale
         else:
-            first = batches[0]
             if k == "auto":
                 k = estimator._n_components = m
             b = first.n_rows
@@ -384,7 +431,7 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
     (state,) = states
     k = state.H.shape[0]
     l1_W, l1_H, l2_W, l2_H = estimator._penalties(1, m)
-    for batch in batches:
+    for batch in itertools.chain([first], batches):
         order = None
         if estimator.shuffle and estimator.solver == "cd":
             from .._core._device import randperm
