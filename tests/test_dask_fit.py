@@ -1,5 +1,7 @@
 """Fits on dask arrays: the same model as in memory, the blocks never gathered."""
 
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -269,3 +271,19 @@ def test_autoencoder_trains_on_dask_blocks(cluster, digits_600):
     assert model.reconstruction_err_ < start.reconstruction_err_
     with pytest.raises(ValueError, match="early_stopping=True needs the data"):
         NonnegativeSparseAutoencoder(8, early_stopping=True).fit(X)
+
+
+def test_skpart_does_not_import_dask():
+    code = (
+        "import numpy as np, sys, skpart\n"
+        "skpart.SparseNMF(2, max_iter=5).fit_transform(np.eye(4) + 0.1)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dask', 'distributed')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
