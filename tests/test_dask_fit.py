@@ -194,6 +194,10 @@ def test_multilayer_dask_fit_equals_in_memory_fit(cluster, digits_600):
     np.testing.assert_allclose(
         codes.compute(), spread.transform(digits_600), rtol=1e-12, atol=1e-14
     )
+    layers = spread.transform_layers(da.from_array(digits_600, chunks=100))
+    for lazy, codes in zip(layers, spread.transform_layers(digits_600)):
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_allclose(lazy.compute(), codes, rtol=1e-12, atol=1e-14)
 
 
 def test_dask_input_errors(digits_600):

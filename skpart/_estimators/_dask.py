@@ -481,8 +481,6 @@ def fit_sparse_nmf(estimator, X, W=None, H=None):
     """``SparseNMF.fit`` on a dask array (full batch, data-parallel)."""
     from dask import delayed
 
-    from .._core._nmf import Penalties  # noqa: F401 (documentation link)
-
     if estimator.batch_size is not None:
         raise ValueError(
             f"{type(estimator).__name__} fits a dask array in full batch, block "
@@ -820,6 +818,29 @@ def _transform_block_wrapped(block, estimator):
 
 def _inverse_block_wrapped(block, estimator):
     return _inverse_block(estimator, block)
+
+
+def _layers_block(block, estimator):
+    return np.concatenate(estimator.transform_layers(block), axis=1)
+
+
+def transform_layers(estimator, X):
+    """``MultilayerNMF.transform_layers`` of a dask array: one lazy dask
+    array per layer, all computed by one task per block."""
+    from dask import delayed
+
+    X = prepare(estimator, X, reset=False)
+    model = delayed(estimator, name=f"skpart-model-{uuid.uuid4().hex}", traverse=False)
+    ranks = [H.shape[0] for H in estimator.layers_]
+    every = X.map_blocks(
+        _layers_block,
+        model,
+        chunks=(X.chunks[0], (sum(ranks),)),
+        dtype=X.dtype,
+        meta=np.empty((0, 0), dtype=X.dtype),
+    )
+    bounds = np.cumsum([0, *ranks])
+    return [every[:, bounds[i] : bounds[i + 1]] for i in range(len(ranks))]
 
 
 def inverse_transform(estimator, codes):

@@ -671,6 +671,8 @@ default=None
             ``codes[l]`` has shape ``(n_samples, k_(l+1))``, first layer
             first.
         """
+        if _dask.is_dask_array(X):
+            return _dask.transform_layers(self, X)
         parts = self._encode_in_batches(self._every_layer_codes, X)
         return [np.concatenate(depth) for depth in zip(*parts)]
 
