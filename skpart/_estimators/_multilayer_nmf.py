@@ -231,6 +231,11 @@ default=None
     raises (a ``KeyboardInterrupt`` too) leaves the estimator as it was, and
     a transform whose codes would not be finite raises a ``ValueError``.
 
+    A ``dask.array.Array`` is fitted where its blocks live, every layer on
+    the previous layer's codes (which stay on the workers) and the
+    fine-tuning from summed statistics; the transforms of a dask array are
+    lazy. See the user guide's "Fitting on a cluster".
+
     References
     ----------
     A. Cichocki, R. Zdunek: Multilayer nonnegative matrix factorisation.

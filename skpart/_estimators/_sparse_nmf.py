@@ -348,6 +348,15 @@ class SparseNMF(NMFBase):
     whose codes would not be finite (an overflow of float32) raises a
     ``ValueError`` instead.
 
+    Dask arrays. `fit`, `fit_transform` and `partial_fit` take a 2-D
+    ``dask.array.Array`` chunked along its rows and fit it where its blocks
+    live: each block solves its codes with the broadcast atoms and returns
+    ``W^T W`` and ``W^T X``, summed for the atoms' update, so the fit is the
+    in-memory one to rounding (same init for 'nndsvd' and 'nndsvda'). The
+    codes of `transform` and the reconstructions of `inverse_transform` of a
+    dask array are lazy dask arrays. See the user guide's "Fitting on a
+    cluster".
+
     References
     ----------
     .. [1] P. O. Hoyer, "Non-negative matrix factorization with sparseness
