@@ -24,6 +24,26 @@ from ..utils._warnings import warn
 from ._nmf_base import data_scale, resolve_init, sklearn_normals, working_dtype
 
 
+def register_sizeof():
+    """Tell dask the size of a torch tensor (the codes that the workers hold,
+    the statistics they send), so that its memory limits and transfer
+    counts see them; dask's default counts a tensor as a few bytes."""
+    from dask.sizeof import sizeof
+
+    if torch.Tensor in sizeof._lookup:
+        return
+
+    @sizeof.register(torch.Tensor)
+    def _sizeof_tensor(t):
+        if t.layout != torch.strided:
+            t = t.values()
+        return 64 + t.element_size() * t.nelement()
+
+
+if "dask" in sys.modules:  # unpickled on a worker: dask is there already
+    register_sizeof()
+
+
 def is_dask_array(X):
     """Whether ``X`` is a ``dask.array.Array`` (without importing dask)."""
     da = sys.modules.get("dask.array")
@@ -221,6 +241,7 @@ def prepare(estimator, X, *, reset):
     ``reset``, records ``n_features_in_`` (dask arrays have no feature
     names); otherwise checks the number of features.
     """
+    register_sizeof()
     name = type(estimator).__name__
     if X.ndim != 2:
         raise ValueError(
