@@ -62,8 +62,6 @@ def _stats(pair):
 
 
 def _add(a, b):
-    a = a[1] if isinstance(a, tuple) else a
-    b = b[1] if isinstance(b, tuple) else b
     return add_stats(a, b)
 
 
@@ -80,8 +78,7 @@ def _tree_sum(parts):
     """Pairwise (tree) sum of delayed statistics, in block order."""
     from dask import delayed
 
-    if len(parts) == 1:
-        return delayed(_stats, pure=True)(parts[0])
+    parts = [delayed(_stats, pure=True)(part) for part in parts]
     while len(parts) > 1:
         pairs = [
             delayed(_add, pure=True)(parts[i], parts[i + 1])
@@ -159,9 +156,15 @@ class DaskBlocks:
                     pure=False,
                 )
             )
-        parts = outs
-        if len(parts) == 1:
-            total = client.submit(_stats, parts[0], pure=False)
+        # The statistics leave the pair on the block's worker: only they
+        # travel to the partial sums, never the codes.
+        parts = [
+            client.submit(
+                _stats, out, workers=where, allow_other_workers=False, pure=False
+            )
+            for out, where in zip(outs, self.where)
+        ]
+        total = parts[0]
         while len(parts) > 1:
             pairs = [
                 client.submit(_add, parts[i], parts[i + 1], pure=False)
@@ -316,22 +319,21 @@ def fit_blocks(estimator, X):
     summary (``0.5 ||X||^2``, sum, non-zeros, of the scaled data), the torch
     dtype the solvers work in, and the smallest entry.
     """
+    # Persisted first, so that a lazily defined array (read from storage,
+    # generated) is computed once, on the workers.
+    client = _client()
+    X = X.persist() if client is None else client.persist(X)
     low, high = _scan(estimator, X)
     estimator._data_scale = c = data_scale(np.array([high], dtype=X.dtype))
     estimator._working_dtype = working_dtype(_Layout(X))
     dtype = estimator._working_dtype or (
         torch.float32 if X.dtype == np.float32 else torch.float64
     )
-    np_dtype = np.float32 if dtype == torch.float32 else np.float64
-    if X.dtype != np_dtype:
-        X = X.astype(np_dtype)
-    if c != 1:
-        X = X * (1.0 / c)
-    if _client() is None:
-        X = X.persist()
+    if c != 1:  # a power of 4: exact, in the data's dtype
+        X = X * np.asarray(1.0 / c, dtype=X.dtype)
+        X = X.persist() if client is None else X
     blocks = DaskBlocks.from_array(X)
     summary = blocks.step(data_summary, {"dtype": dtype})
-    summary["half_sq"] = summary["half_sq"]
     return blocks, summary, dtype, low
 
 
