@@ -292,3 +292,29 @@ def test_skpart_does_not_import_dask():
         check=True,
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"sparseness_W": 0.5}, {"solver": "mu", "sparseness_H": 0.5}]
+)
+def test_block_fit_of_one_block_is_the_in_memory_fit(digits_600, params):
+    # The block-wise driver (no dask) on a single block repeats fit_nmf: same
+    # iterates and stopping, the atoms equal to rounding (the rebalancing's
+    # norms come from summed squares).
+    import torch
+
+    from skpart._core._distributed import ListBlocks, data_summary, fit_nmf_blocks
+    from skpart._core._init import initialize_nmf
+    from skpart._core._nmf import fit_nmf
+
+    X = torch.from_numpy(digits_600)
+    W0, H0 = initialize_nmf(X, 6, "nndsvda", generator=torch.Generator())
+    W, H, n_iter, converged = fit_nmf(X, W0, H0, max_iter=60, **params)
+    blocks = ListBlocks([X], [{"index": 0, "W": W0}])
+    summary = blocks.step(data_summary, {"dtype": X.dtype})
+    Hb, n_iter_b, converged_b, _ = fit_nmf_blocks(
+        blocks, H0, summary=summary, dtype=X.dtype, max_iter=60, **params
+    )
+    assert (n_iter_b, converged_b) == (n_iter, converged)
+    np.testing.assert_allclose(Hb, H, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(blocks.states[0]["W"], W, rtol=1e-12, atol=1e-14)
