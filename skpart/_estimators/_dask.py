@@ -90,6 +90,20 @@ def _tree_sum(parts):
     return parts[0]
 
 
+def _tree_sum_futures(client, parts, workers):
+    """Pairwise sum of futures of statistics, on ``workers`` if given."""
+    pinned = {"workers": workers, "allow_other_workers": False} if workers else {}
+    while len(parts) > 1:
+        pairs = [
+            client.submit(_add, parts[i], parts[i + 1], pure=False, **pinned)
+            for i in range(0, len(parts) - 1, 2)
+        ]
+        if len(parts) % 2:
+            pairs.append(parts[-1])
+        parts = pairs
+    return parts[0]
+
+
 class DaskBlocks:
     """The block set (see :mod:`~skpart._core._distributed`) of the row
     blocks of a persisted dask array, on the active Dask scheduler.
@@ -156,26 +170,21 @@ class DaskBlocks:
                     pure=False,
                 )
             )
-        # The statistics leave the pair on the block's worker: only they
-        # travel to the partial sums, never the codes.
-        parts = [
-            client.submit(
+        # The statistics leave the pair on the block's worker (only they
+        # travel, never the codes) and are summed on that worker first: one
+        # partial sum per worker crosses the network.
+        by_worker = {}
+        for out, where in zip(outs, self.where):
+            stats = client.submit(
                 _stats, out, workers=where, allow_other_workers=False, pure=False
             )
-            for out, where in zip(outs, self.where)
+            by_worker.setdefault(where[0], []).append(stats)
+        totals = [
+            _tree_sum_futures(client, parts, [where])
+            for where, parts in by_worker.items()
         ]
-        total = parts[0]
-        while len(parts) > 1:
-            pairs = [
-                client.submit(_add, parts[i], parts[i + 1], pure=False)
-                for i in range(0, len(parts) - 1, 2)
-            ]
-            if len(parts) % 2:
-                pairs.append(parts[-1])
-            parts = pairs
-            total = parts[0]
         self.states = outs
-        return total.result()
+        return _tree_sum_futures(client, totals, None).result()
 
     def _step_graph(self, func, msg):
         import dask
