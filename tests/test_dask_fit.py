@@ -94,16 +94,23 @@ def test_dask_fit_with_sparse_codes_matches_in_memory_error(cluster, digits_600)
 
 @pytest.mark.slow
 def test_dask_fit_on_mnist_in_six_blocks(cluster, mnist_train_2000):
-    # float32 data: the blocks' products round differently from one product.
+    # float32 data: the blocks' statistics are summed in float64 (so the sum
+    # does not depend on which worker holds which block) where the in-memory
+    # fit accumulates in float32 products, and the init's range finder
+    # orthonormalises in float64 (Cholesky QR): the NNDSVD start differs in
+    # float32's last digits and the extrapolated iterations amplify it. The
+    # fits are equally good; the distributed one is deterministic.
     X = mnist_train_2000[0]
-    params = dict(n_components=16, random_state=0, max_iter=30, tol=0)
-    memory, spread = _fit_both(X, -(-X.shape[0] // 6), **params)
+    chunks = -(-X.shape[0] // 6)
+    params = dict(n_components=16, random_state=0, tol=0, max_iter=30)
+    memory, spread = _fit_both(X, chunks, **params)
     assert spread.components_.dtype == np.float32
     np.testing.assert_allclose(
-        spread.reconstruction_err_, memory.reconstruction_err_, rtol=1e-5
+        spread.reconstruction_err_, memory.reconstruction_err_, rtol=1e-3
     )
-    scale = np.abs(memory.components_).max()
-    assert np.abs(spread.components_ - memory.components_).max() < 1e-3 * scale
+    again = SparseNMF(**params).fit(da.from_array(X, chunks=chunks))
+    np.testing.assert_array_equal(again.components_, spread.components_)
+    assert again.reconstruction_err_ == spread.reconstruction_err_
 
 
 def test_no_block_is_gathered(cluster, digits_600):

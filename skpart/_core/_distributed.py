@@ -48,6 +48,38 @@ from ._updates import ShuffledOrder, factor_update
 
 
 # -- block sets ------------------------------------------------------------------
+class Float64Sum:
+    """A float32 statistic summed across blocks in float64: the sum then
+    hardly depends on the order in which the blocks are added (which worker
+    holds which block), and is returned in float32 by :func:`unwrap_stats`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __add__(self, other):
+        return Float64Sum(self.value + other.value)
+
+
+def wrap_stats(stats):
+    """A block's statistics with its float32 tensors as :class:`Float64Sum`."""
+    return {
+        key: Float64Sum(val.double())
+        if torch.is_tensor(val) and val.dtype == torch.float32
+        else val
+        for key, val in stats.items()
+    }
+
+
+def unwrap_stats(stats):
+    """Summed statistics with every :class:`Float64Sum` back in float32."""
+    if stats is None:
+        return None
+    return {
+        key: val.value.float() if isinstance(val, Float64Sum) else val
+        for key, val in stats.items()
+    }
+
+
 def add_stats(a, b):
     """Sum of two statistics dicts, key by key (``None`` is the empty sum)."""
     if a is None:
@@ -72,8 +104,8 @@ class ListBlocks:
         total = None
         for idx, X in enumerate(self.blocks):
             self.states[idx], stats = func(X, self.states[idx], msg)
-            total = add_stats(total, stats)
-        return total
+            total = add_stats(total, wrap_stats(stats))
+        return unwrap_stats(total)
 
     def derive(self, func, n_cols=None):
         return ListBlocks([func(state) for state in self.states])

@@ -19,6 +19,8 @@ from .._core._distributed import (
     fit_nmf_blocks,
     initialize_blocks,
     solve_codes_blocks,
+    unwrap_stats,
+    wrap_stats,
 )
 from ..utils._warnings import warn
 from ._nmf_base import data_scale, resolve_init, sklearn_normals, working_dtype
@@ -58,7 +60,7 @@ def _run(func, X, previous, msg):
 
 
 def _stats(pair):
-    return pair[1]
+    return wrap_stats(pair[1])
 
 
 def _add(a, b):
@@ -184,7 +186,7 @@ class DaskBlocks:
             for where, parts in by_worker.items()
         ]
         self.states = outs
-        return _tree_sum_futures(client, totals, None).result()
+        return unwrap_stats(_tree_sum_futures(client, totals, None).result())
 
     def _step_graph(self, func, msg):
         import dask
@@ -197,7 +199,7 @@ class DaskBlocks:
         ]
         total = _tree_sum(outs)
         *self.states, total = dask.persist(*outs, total)
-        return total.compute()
+        return unwrap_stats(total.compute())
 
     def derive(self, func, n_cols):
         """A block set over the same rows whose blocks are ``func(state)``."""
