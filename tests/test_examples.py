@@ -14,6 +14,7 @@ FIGURES = {
     "quickstart.py": ["quickstart_atoms.png"],
     "plot_autoencoder_init.py": ["autoencoder_init.png"],
     "plot_autoencoder_study.py": ["autoencoder_study.png"],
+    "plot_dask_fit.py": ["dask_fit.png"],
     "plot_dask_search.py": ["dask_search.png"],
     "plot_dilation.py": ["dilation.png"],
     "plot_grid_search.py": ["grid_search_tradeoff.png"],
@@ -27,7 +28,10 @@ FIGURES = {
 
 # Examples that need an optional package beyond matplotlib, and the extra that
 # installs it.
-NEEDS = {"plot_dask_search.py": ("distributed", "dask")}
+NEEDS = {
+    "plot_dask_fit.py": ("distributed", "dask"),
+    "plot_dask_search.py": ("distributed", "dask"),
+}
 
 
 def test_every_example_is_listed():

@@ -27,6 +27,7 @@ from ..utils._sklearn_compat import (
     check_is_fitted,
 )
 from ..utils._warnings import warn
+from . import _dask
 from ._base import (
     DEVICE_CONSTRAINT,
     DEVICE_DOC,
@@ -602,7 +603,8 @@ class NonnegativeSparseAutoencoder(PartBase):
             low, high = float(X.min()), float(X.max())
             X_dtype = X.dtype
         self._check_params_vs_input(low, high)
-        peak = max(abs(low), abs(high))
+        # A dask fit streams blocks by partial_fit with the whole array's peak.
+        peak = getattr(self, "_stream_peak", None) or max(abs(low), abs(high))
         scale = self.input_scale_ if resume else (peak if peak > 0 else 1.0)
         if continuing:
             device, generator = self._device, _copy_generator(self._generator)
@@ -763,6 +765,9 @@ class NonnegativeSparseAutoencoder(PartBase):
         self : object
             The fitted estimator.
         """
+        if _dask.is_dask_array(X):
+            with self._transaction():
+                return _dask.fit_autoencoder(self, X)
         return self._fit(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -807,6 +812,8 @@ class NonnegativeSparseAutoencoder(PartBase):
             Codes, in the dtype of ``X`` (float32 or float64).
         """
         check_is_fitted(self)
+        if _dask.is_dask_array(X):
+            return _dask.transform(self, X)
         if isinstance(X, np.memmap) and streamable(X):
             size = max(self.batch_size, _STREAMED_TRANSFORM_ROWS)
             chunks = validated_chunks(self, X, size, reset=False)

@@ -1,6 +1,7 @@
 """Private base of the estimators: validation, device, seed and dtype."""
 
 import contextlib
+import sys
 import warnings
 
 import numpy as np
@@ -191,6 +192,11 @@ class PartBase(TransformerMixin, BaseEstimator):
             The reconstruction, in the dtype of the codes.
         """
         check_is_fitted(self)
+        dask_array = sys.modules.get("dask.array")
+        if dask_array is not None and isinstance(X, dask_array.Array):
+            from ._dask import inverse_transform
+
+            return inverse_transform(self, X)
         codes = _check_codes(self, X)
         return self._decode(codes, self.components_.astype(codes.dtype, copy=False))
 

@@ -11,6 +11,7 @@ from .._core._multilayer import effective_atoms, fine_tune, fit_layers, layer_co
 from .._core._nmf import solve_codes
 from .._core._online import OnlineNMF, multilayer_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
+from . import _dask
 from ._base import insert_shared_doc, to_numpy, to_tensor
 from ._nmf_base import (
     NMFBase,
@@ -230,6 +231,11 @@ default=None
     raises (a ``KeyboardInterrupt`` too) leaves the estimator as it was, and
     a transform whose codes would not be finite raises a ``ValueError``.
 
+    A ``dask.array.Array`` is fitted where its blocks live, every layer on
+    the previous layer's codes (which stay on the workers) and the
+    fine-tuning from summed statistics; the transforms of a dask array are
+    lazy. See the user guide's "Fitting on a cluster".
+
     References
     ----------
     A. Cichocki, R. Zdunek: Multilayer nonnegative matrix factorisation.
@@ -443,6 +449,9 @@ default=None
             Codes of the last layer.
         """
         with self._transaction():
+            if _dask.is_dask_array(X):
+                _dask.fit_multilayer_nmf(self, X)
+                return self.transform(X)
             if self.batch_size is not None:
                 self._fit_online(X, incremental=False)
                 return self.transform(X)
@@ -617,6 +626,8 @@ default=None
         self : object
             The updated estimator.
         """
+        if _dask.is_dask_array(X):
+            _dask.refuse_partial_fit(self)
         with self._transaction():
             self._fit_online(X, incremental=True)
         return self
@@ -638,6 +649,8 @@ default=None
         W : ndarray of shape (n_samples, ``n_components_``)
             Codes of the last layer.
         """
+        if _dask.is_dask_array(X):
+            return _dask.transform(self, X)
         return np.concatenate(self._encode_in_batches(self._last_codes, X))
 
     def _last_codes(self, X, Xt):
@@ -663,6 +676,8 @@ default=None
             ``codes[l]`` has shape ``(n_samples, k_(l+1))``, first layer
             first.
         """
+        if _dask.is_dask_array(X):
+            return _dask.transform_layers(self, X)
         parts = self._encode_in_batches(self._every_layer_codes, X)
         return [np.concatenate(depth) for depth in zip(*parts)]
 

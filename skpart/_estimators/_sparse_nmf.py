@@ -14,6 +14,7 @@ from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._warnings import warn
+from . import _dask
 from ._base import insert_shared_doc
 from ._nmf_base import (
     NMFBase,
@@ -346,6 +347,15 @@ class SparseNMF(NMFBase):
     call, and fitted arrays are never changed by a later call. A transform
     whose codes would not be finite (an overflow of float32) raises a
     ``ValueError`` instead.
+
+    Dask arrays. `fit`, `fit_transform` and `partial_fit` take a 2-D
+    ``dask.array.Array`` chunked along its rows and fit it where its blocks
+    live: each block solves its codes with the broadcast atoms and returns
+    ``W^T W`` and ``W^T X``, summed for the atoms' update, so the fit is the
+    in-memory one to rounding (same init for 'nndsvd' and 'nndsvda'). The
+    codes of `transform` and the reconstructions of `inverse_transform` of a
+    dask array are lazy dask arrays. See the user guide's "Fitting on a
+    cluster".
 
     References
     ----------
@@ -724,6 +734,9 @@ class SparseNMF(NMFBase):
             Returns the instance itself.
         """
         with self._transaction():
+            if _dask.is_dask_array(X):
+                _dask.partial_fit_sparse_nmf(self, X, params.get("W"), params.get("H"))
+                return self
             self._fit_online(X, incremental=True, W=params.get("W"), H=params.get("H"))
         return self
 
@@ -751,7 +764,9 @@ class SparseNMF(NMFBase):
         """
         W, H = params.get("W"), params.get("H")
         with self._transaction():
-            if self.batch_size is None:
+            if _dask.is_dask_array(X):
+                _dask.fit_sparse_nmf(self, X, W, H)
+            elif self.batch_size is None:
                 self._fit_full_batch(X, W, H)
             else:
                 self._fit_online(X, incremental=False, W=W, H=H)
@@ -785,6 +800,10 @@ class SparseNMF(NMFBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
+        if _dask.is_dask_array(X):
+            with self._transaction():
+                _dask.fit_sparse_nmf(self, X, W, H)
+            return _dask.transform(self, X)
         with self._transaction():
             if self.batch_size is None:
                 X, Xt = self._fit_full_batch(X, W, H)
@@ -832,4 +851,6 @@ class SparseNMF(NMFBase):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
+        if _dask.is_dask_array(X):
+            return _dask.transform(self, X)
         return np.concatenate(self._encode_in_batches(self._codes, X))
