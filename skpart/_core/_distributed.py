@@ -41,7 +41,7 @@ from ._nmf import (
     objective_noise,
     solve_codes,
 )
-from ._online import balance_atoms, dead_components, live_statistics
+from ._online import balance_atoms, fold_statistics
 from ._operator import DataOperator
 from ._stopping import ErrorPlateau, ViolationRatio
 from ._updates import ShuffledOrder, factor_update
@@ -1019,38 +1019,23 @@ def minibatch_step_blocks(
     s = blocks.step(
         _online_codes_block, {"H": state.H, "dtype": dtype, "params": params}
     )
-    b, WtW, WtX = s["n"], s["WtW"], s["WtX"]
-    H_old = state.H
-    cost = float(gram_loss(s["half_sq"], _cross(WtX, H_old), WtW, H_old @ H_old.mT))
-    past = rho * state.weight
-    total = past + b
-    state.A.mul_(past / total).add_(WtW, alpha=1.0 / total)
-    state.B.mul_(past / total).add_(WtX, alpha=1.0 / total)
-    state.weight = total
-    update = factor_update(
+    fit, change, dead = fold_statistics(
+        state,
+        s["WtW"],
+        s["WtX"],
+        s["half_sq"],
+        s["n"],
+        rho=rho,
         solver=solver,
-        sparseness=sparseness_H,
-        codes=False,
-        l1=l1_reg_H,
-        l2=l2_reg_H,
+        l1_reg_H=l1_reg_H,
+        l2_reg_H=l2_reg_H,
+        sparseness_H=sparseness_H,
         order=order,
-        step=state.step,
     )
-    dead = dead_components(state.A)
-    A, B = live_statistics(state.A, state.B, dead)
-    H, _ = update(H_old, A, B, n_inner_sweeps(blocks.n_cols, b, H_old.shape[0]))
-    if dead is not None:
-        H = torch.where(dead.unsqueeze(1), H_old, H)
-    state.H = H.contiguous()
-    if sparseness_H is not None:
-        state.step = update.step
-    norm = torch.linalg.vector_norm(state.H)
-    diff = torch.linalg.vector_norm(state.H - H_old)
-    change = float(diff / norm) if float(norm) > 0 else 0.0
-    fit = max(cost, 0.0)
+    fit, change = float(fit), float(change)
     penalised = l1_reg_W or l2_reg_W or l1_reg_H or l2_reg_H
     if balance and sparseness_W is None and not penalised:
-        balance_atoms(state)
+        balance_atoms(state, dead=dead)
     objective = fit
     if l1_reg_W or l2_reg_W:
         objective += float(l1_reg_W * s["sum_W"] + 0.5 * l2_reg_W * s["sq_W"])

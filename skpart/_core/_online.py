@@ -216,12 +216,45 @@ def update_atoms(
 def _update_atoms(state, W, X, *, rho, solver, l1_reg_H, l2_reg_H, sparseness_H, order):
     """:func:`update_atoms`, also returning the mask of dead components (for
     :func:`balance_atoms`, on the same statistics)."""
-    b = W.shape[0]
     op = DataOperator(X)
-    WtW = W.mT @ W
-    WtX = op.rmatmul(W).mT  # (k, m)
+    return fold_statistics(
+        state,
+        W.mT @ W,
+        op.rmatmul(W).mT,  # (k, m)
+        op.half_sq_norm(),
+        W.shape[0],
+        rho=rho,
+        solver=solver,
+        l1_reg_H=l1_reg_H,
+        l2_reg_H=l2_reg_H,
+        sparseness_H=sparseness_H,
+        order=order,
+    )
+
+
+def fold_statistics(
+    state,
+    WtW,
+    WtX,
+    half_sq_X,
+    b,
+    *,
+    rho,
+    solver,
+    l1_reg_H,
+    l2_reg_H,
+    sparseness_H,
+    order,
+):
+    """Fold a batch's statistics into ``state`` and update its atoms.
+
+    The batch is given by its statistics alone (``W^T W``, ``W^T X``,
+    ``0.5 ||X||^2`` and its ``b`` samples), so a batch held in blocks on
+    several workers folds the sums of its blocks' statistics the same way.
+    Returns ``(cost, change, dead)`` as :func:`_update_atoms`.
+    """
     H_old = state.H
-    cost = gram_half_sq_error(op.half_sq_norm(), WtX, H_old, WtW)
+    cost = gram_half_sq_error(half_sq_X, WtX, H_old, WtW)
 
     past = rho * state.weight
     total = past + b
@@ -240,7 +273,7 @@ def _update_atoms(state, W, X, *, rho, solver, l1_reg_H, l2_reg_H, sparseness_H,
     )
     dead = dead_components(state.A)
     A, B = live_statistics(state.A, state.B, dead)
-    H, _ = update(H_old, A, B, n_inner_sweeps(op.shape[1], b, H_old.shape[0]))
+    H, _ = update(H_old, A, B, n_inner_sweeps(WtX.shape[1], b, H_old.shape[0]))
     state.H = torch.where(dead.unsqueeze(1), H_old, H).contiguous()
     if sparseness_H is not None:
         state.step = update.step
