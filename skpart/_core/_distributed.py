@@ -39,11 +39,13 @@ from ._nmf import (
     Penalties,
     extrapolate,
     objective_noise,
+    print_epoch,
+    run_extrapolated,
     solve_codes,
 )
 from ._online import balance_atoms, fold_statistics
 from ._operator import DataOperator
-from ._stopping import ErrorPlateau, ViolationRatio
+from ._stopping import ErrorPlateau
 from ._updates import ShuffledOrder, factor_update
 
 
@@ -563,43 +565,27 @@ class BlockHALS:
             return s["viol"] + viol_H.sum()
         return None
 
+    def step(self, n_iter, check):
+        """Iteration ``n_iter`` (:meth:`~skpart._core._nmf.ExtrapolatedHALS.step`)."""
+        return self.iterate(n_iter, check and not self.constrained)
+
+    def block(self, check):
+        """:data:`~skpart._core._nmf.CHECK_EVERY` iterations
+        (:meth:`~skpart._core._nmf.ExtrapolatedHALS.block`)."""
+        for i in range(1, CHECK_EVERY + 1):
+            violation = self.step(i, check and i == CHECK_EVERY)
+        return violation
+
     def finish(self):
         """Leave the best codes in every block's ``state["W"]``."""
         self.blocks.step(_finish_block, {"decision": self.decision, "which": "best"})
 
 
-def _print_epoch(n_iter, start_time, error=None):
-    line = f"Epoch {n_iter:02d} reached after {time.time() - start_time:.3f} seconds"
-    print(line + ("." if error is None else f", error: {error:f}"))
-
-
 def _fit_hals_blocks(run, *, max_iter, tol, verbose):
-    """The loop and stopping rules of :func:`~skpart._core._nmf._fit_extrapolated`."""
-    start_time = time.time()
-    plateau, ratio = None, ViolationRatio(tol)
-    converged = False
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
-        violation = run.iterate(n_iter, check and not run.constrained)
-        if not check:
-            continue
-        if plateau is None:
-            plateau = ErrorPlateau(tol, run.initial_error)
-        slow = n_iter % CHECK_EVERY == 0 and plateau(run.error)
-        if verbose and n_iter % CHECK_EVERY == 0:
-            _print_epoch(n_iter, start_time, run.error)
-        if run.constrained:
-            if slow:
-                converged = True
-                break
-            continue
-        done = ratio(float(violation))
-        if ratio.first == 0 or (done and slow):
-            converged = True
-            break
-    if verbose:
-        _print_epoch(n_iter, start_time)
+    """:func:`~skpart._core._nmf._fit_extrapolated` for a :class:`BlockHALS`."""
+    n_iter, converged = run_extrapolated(
+        run, max_iter=max_iter, tol=tol, verbose=verbose
+    )
     run.finish()
     return run.best_H, n_iter, converged, math.sqrt(2 * max(run.best_loss, 0.0))
 
@@ -745,12 +731,12 @@ def _fit_mu_blocks(run, *, max_iter, tol, verbose):
         if plateau is not None and n_iter % CHECK_EVERY == 0:
             error = run.error()
             if verbose:
-                _print_epoch(n_iter, start_time, error)
+                print_epoch(n_iter, start_time, error)
             if plateau(error):
                 converged = True
                 break
     if verbose and tol == 0:
-        _print_epoch(n_iter, start_time)
+        print_epoch(n_iter, start_time)
     if error is None:
         error = run.error()
     run.finish()

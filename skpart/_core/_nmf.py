@@ -373,29 +373,41 @@ class ExtrapolatedHALS:
 
 
 def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
-    """:func:`fit_nmf` for ``solver="cd"``: :class:`ExtrapolatedHALS`.
-
-    Stops when the error decreases by less than ``tol`` times the initial
-    error over :data:`CHECK_EVERY` iterations (:class:`ErrorPlateau`, the test
-    of ``"mu"``) and, without constraints, scikit-learn's test of its
-    coordinate descent also holds (:class:`ViolationRatio`): the
-    extrapolated sweeps shrink the violation long before the error settles,
-    so the violation test alone stops too early. Returns ``(W, H, n_iter,
-    converged)``.
-    """
-    start_time = time.time()
+    """:func:`fit_nmf` for ``solver="cd"``: :class:`ExtrapolatedHALS` run by
+    :func:`run_extrapolated`. Returns ``(W, H, n_iter, converged)``."""
     run = ExtrapolatedHALS(op, *start, **state)
     start.clear()
+    capture = _capturable(op, run.update_W, run.update_H)
+    n_iter, converged = run_extrapolated(
+        run, max_iter=max_iter, tol=tol, verbose=verbose, capture=capture
+    )
+    Wt, H = run.best
+    run = None  # the other pairs go before the codes are copied out
+    return Wt.mT.contiguous(), H, n_iter, converged
+
+
+def run_extrapolated(run, *, max_iter, tol, verbose, capture=False):
+    """The iterations and stopping rules of the extrapolated HALS.
+
+    ``run`` is :class:`ExtrapolatedHALS` or its block-wise twin
+    (``_distributed.BlockHALS``): ``step(n_iter, check)``, ``block(check)``,
+    ``error``, ``initial_error`` and ``constrained``. The first
+    :data:`CHECK_EVERY` iterations go one by one, then whole blocks (replayed
+    as a CUDA graph with ``capture``, :class:`GraphedBlock`), the remainder
+    one by one. Stops when the error decreases by less than ``tol`` times
+    the initial error over :data:`CHECK_EVERY` iterations
+    (:class:`ErrorPlateau`, the test of ``"mu"``) and, without constraints,
+    scikit-learn's test of its coordinate descent also holds
+    (:class:`ViolationRatio`): the extrapolated sweeps shrink the violation
+    long before the error settles, so the violation test alone stops too
+    early. Returns ``(n_iter, converged)``.
+    """
+    start_time = time.time()
     plateau, ratio = None, ViolationRatio(tol)
     converged = False
-    blocks = GraphedBlock(
-        functools.partial(run.block, tol > 0),
-        _capturable(op, run.update_W, run.update_H),
-    )
+    blocks = GraphedBlock(functools.partial(run.block, tol > 0), capture)
     n_iter = 0
     while n_iter < max_iter:
-        # The first CHECK_EVERY iterations one by one, then whole blocks
-        # (replayed as a CUDA graph on CUDA), the remainder one by one.
         if n_iter >= CHECK_EVERY and max_iter - n_iter >= CHECK_EVERY:
             violation = blocks()
             n_iter += CHECK_EVERY
@@ -410,7 +422,7 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
             plateau = ErrorPlateau(tol, run.initial_error)
         slow = n_iter % CHECK_EVERY == 0 and plateau(run.error)
         if verbose and n_iter % CHECK_EVERY == 0:
-            _print_epoch(n_iter, start_time, run.error)
+            print_epoch(n_iter, start_time, run.error)
         if run.constrained:
             if slow:
                 converged = True
@@ -425,10 +437,8 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
             converged = True
             break
     if verbose:
-        _print_epoch(n_iter, start_time)
-    Wt, H = run.best
-    run = blocks = None  # the other pairs go before the codes are copied out
-    return Wt.mT.contiguous(), H, n_iter, converged
+        print_epoch(n_iter, start_time)
+    return n_iter, converged
 
 
 def _capturable(op, *updates):
@@ -444,7 +454,7 @@ def _capturable(op, *updates):
     return plain and not op.sparse and can_capture(op.X.device)
 
 
-def _print_epoch(n_iter, start_time, error=None):
+def print_epoch(n_iter, start_time, error=None):
     """scikit-learn's progress line of its NMF solvers."""
     line = f"Epoch {n_iter:02d} reached after {time.time() - start_time:.3f} seconds"
     print(line + ("." if error is None else f", error: {error:f}"))
@@ -536,12 +546,12 @@ def _fit_multiplicative(op, start, *, max_iter, tol, verbose, **state):
         if plateau is not None and n_iter % CHECK_EVERY == 0:
             error = run.error()
             if verbose:
-                _print_epoch(n_iter, start_time, error)
+                print_epoch(n_iter, start_time, error)
             if plateau(error):
                 converged = True
                 break
     if verbose and tol == 0:
-        _print_epoch(n_iter, start_time)
+        print_epoch(n_iter, start_time)
     return run.Wt.mT.contiguous(), run.H, n_iter, converged
 
 
