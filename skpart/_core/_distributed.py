@@ -43,7 +43,13 @@ from ._nmf import (
     run_extrapolated,
     solve_codes,
 )
-from ._online import balance_atoms, fold_statistics
+from ._online import (
+    balance_atoms,
+    batch_statistics,
+    fold_layers,
+    fold_statistics,
+    multilayer_statistics,
+)
 from ._operator import DataOperator
 from ._stopping import ErrorPlateau
 from ._updates import ShuffledOrder, factor_update
@@ -263,6 +269,7 @@ def initialize_blocks(
     eps=1e-6,
     normals=None,
     svd_normals=None,
+    codes=True,
 ):
     """Starting factors for the blocks: the codes of every block in its state
     (``state["W"]``), the atoms returned.
@@ -275,7 +282,10 @@ def initialize_blocks(
     the test matrix is the same (``svd_normals``). ``"random"`` draws the
     atoms as the in-memory init does and every block's codes from its own
     seed (so the codes differ from the in-memory draws). Needs ``n_rows >=
-    n_cols`` for the NNDSVD ones.
+    n_cols`` for the NNDSVD ones. With ``codes=False`` only the atoms are
+    computed (an online start needs nothing else): no pass over the blocks
+    for the codes, and ``"random"`` draws only the atoms (from ``normals``
+    when given, so ``generator`` is left as the in-memory init leaves it).
     """
     k, m, n = n_components, blocks.n_cols, blocks.n_rows
     avg = torch.as_tensor(float(summary["sum"]) / (n * m), dtype=dtype)
@@ -290,11 +300,12 @@ def initialize_blocks(
     if init == "random":
         scale = torch.sqrt(avg / k)
         H = draw((k, m)).abs_().mul_(scale)
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
-        blocks.step(
-            _random_codes,
-            {"seed": seed, "k": k, "dtype": dtype, "scale": scale},
-        )
+        if codes:
+            seed = int(torch.randint(0, 2**62, (), generator=generator))
+            blocks.step(
+                _random_codes,
+                {"seed": seed, "k": k, "dtype": dtype, "scale": scale},
+            )
         return H
     if init not in ("nndsvd", "nndsvda"):
         raise ValueError(f"Block-wise initialisation has no init={init!r}.")
@@ -341,6 +352,8 @@ def initialize_blocks(
     fill = avg if init == "nndsvda" else None
     if fill is not None:
         H.masked_fill_(H == 0, fill)
+    if not codes:
+        return H
     blocks.step(
         _nndsvd_codes,
         {
@@ -959,16 +972,13 @@ def _online_codes_block(X, state, msg):
     computes them) and the statistics of the online atoms' update."""
     X = as_tensor(X, msg["dtype"])
     W, _ = solve_codes(X, msg["H"], **msg["params"])
-    W64 = W.double()
-    stats = {
-        "WtW": W.mT @ W,
-        "WtX": (W.mT @ X),
-        "half_sq": 0.5 * torch.linalg.vecdot(X, X).to(torch.float64).sum(),
-        "sum_W": W64.sum(),
-        "sq_W": torch.linalg.vecdot(W64.flatten(), W64.flatten()),
-        "n": int(X.shape[0]),
-    }
+    stats = dict(zip(_BATCH_STATS, batch_statistics(W, X)))
+    stats["sum_W"], stats["sq_W"] = _codes_penalty_sums(W)
     return state, stats
+
+
+#: The names of :func:`~skpart._core._online.batch_statistics`' values.
+_BATCH_STATS = ("WtW", "WtX", "half_sq", "n")
 
 
 def minibatch_step_blocks(
@@ -1026,3 +1036,59 @@ def minibatch_step_blocks(
     if l1_reg_W or l2_reg_W:
         objective += float(l1_reg_W * s["sum_W"] + 0.5 * l2_reg_W * s["sq_W"])
     return fit, objective, change
+
+
+def _multilayer_codes_block(X, state, msg):
+    """The codes of every layer of a mini-batch block with the atoms fixed
+    and the statistics of the layers' online update
+    (:func:`~skpart._core._online.multilayer_statistics`). The codes are
+    not kept: the block's state is left with its index only."""
+    X = as_tensor(X, msg["dtype"])
+    _, layers, stack_WtX = multilayer_statistics(msg["layers"], X, **msg["params"])
+    stats = {"stack_WtX": stack_WtX}
+    for idx, values in enumerate(layers):
+        stats.update({f"{name}_{idx}": v for name, v in zip(_BATCH_STATS, values)})
+    return {"index": state.get("index")}, stats
+
+
+def multilayer_step_blocks(
+    states,
+    blocks,
+    *,
+    rho,
+    dtype,
+    solver="cd",
+    code_max_iter=200,
+    tol=1e-4,
+    sparseness_codes=None,
+    sparseness_components=None,
+):
+    """:func:`~skpart._core._online.multilayer_step` on a mini-batch held in
+    a block set: every block solves the codes of every layer with the atoms
+    fixed and returns, per layer, ``W_l^T W_l``, ``W_l^T W_(l-1)`` and
+    ``0.5 ||W_(l-1)||^2`` (``W_0 = X``), and ``W_L^T X``; the layers' atoms
+    are updated from their sums by
+    :func:`~skpart._core._online.fold_layers`, exactly as
+    ``multilayer_step`` updates them from one batch. Returns ``(cost,
+    change, stack_cost)`` as ``multilayer_step`` (without the codes, which
+    stay on the workers and are dropped)."""
+    params = {
+        "solver": solver,
+        "code_max_iter": code_max_iter,
+        "tol": tol,
+        "sparseness_codes": sparseness_codes,
+    }
+    msg = {"layers": [state.H for state in states], "dtype": dtype, "params": params}
+    s = blocks.step(_multilayer_codes_block, msg)
+    stats = [
+        tuple(s[f"{name}_{idx}"] for name in _BATCH_STATS) for idx in range(len(states))
+    ]
+    return fold_layers(
+        states,
+        stats,
+        s["stack_WtX"],
+        rho=rho,
+        solver=solver,
+        sparseness_codes=sparseness_codes,
+        sparseness_components=sparseness_components,
+    )

@@ -216,13 +216,9 @@ def update_atoms(
 def _update_atoms(state, W, X, *, rho, solver, l1_reg_H, l2_reg_H, sparseness_H, order):
     """:func:`update_atoms`, also returning the mask of dead components (for
     :func:`balance_atoms`, on the same statistics)."""
-    op = DataOperator(X)
     return fold_statistics(
         state,
-        W.mT @ W,
-        op.rmatmul(W).mT,  # (k, m)
-        op.half_sq_norm(),
-        W.shape[0],
+        *batch_statistics(W, X),
         rho=rho,
         solver=solver,
         l1_reg_H=l1_reg_H,
@@ -230,6 +226,14 @@ def _update_atoms(state, W, X, *, rho, solver, l1_reg_H, l2_reg_H, sparseness_H,
         sparseness_H=sparseness_H,
         order=order,
     )
+
+
+def batch_statistics(W, X):
+    """What an online step keeps of the batch ``X`` and its codes ``W``:
+    ``(W^T W, W^T X, 0.5 ||X||^2, b)``, the arguments of
+    :func:`fold_statistics` (``X`` dense or sparse CSR, ``b`` its rows)."""
+    op = DataOperator(X)
+    return W.mT @ W, op.rmatmul(W).mT, op.half_sq_norm(), W.shape[0]
 
 
 def fold_statistics(
@@ -371,7 +375,11 @@ def multilayer_step(
     Layer 1 takes a :func:`minibatch_step` on ``X``; layer ``l`` takes one on
     the codes of layer ``l - 1`` just computed, so every layer's atoms follow
     the statistics of the codes streamed up to it (the online version of the
-    layer-wise pass; there is no joint fine-tuning).
+    layer-wise pass; there is no joint fine-tuning). As the codes of a layer
+    do not depend on the updates of the layers before it, the step is done in
+    two halves: every layer's codes and statistics
+    (:func:`multilayer_statistics`), then every layer's atoms
+    (:func:`fold_layers`).
 
     Then every layer whose components can be rescaled without changing a
     constraint (no sparseness target of its codes nor of the next layer's
@@ -402,31 +410,102 @@ def multilayer_step(
     stack_cost : 0-d Tensor
         ``0.5 ||X - W_L H_L ... H_1||_F^2`` with the updated atoms.
     """
+    data, stats, stack_WtX = multilayer_statistics(
+        [state.H for state in states],
+        X,
+        solver=solver,
+        code_max_iter=code_max_iter,
+        tol=tol,
+        sparseness_codes=sparseness_codes,
+    )
+    cost, change, stack_cost = fold_layers(
+        states,
+        stats,
+        stack_WtX,
+        rho=rho,
+        solver=solver,
+        sparseness_codes=sparseness_codes,
+        sparseness_components=sparseness_components,
+    )
+    return data, cost, change, stack_cost
+
+
+def multilayer_statistics(
+    layers, X, *, solver="cd", code_max_iter=200, tol=1e-4, sparseness_codes=None
+):
+    """The first half of :func:`multilayer_step`: the codes of every layer
+    of the mini-batch ``X`` with the atoms ``layers`` fixed, and what the
+    atoms' update needs of them.
+
+    The codes of layer ``l`` are solved on those of layer ``l - 1`` with
+    layer ``l``'s atoms as they were before the step (the update of a layer
+    changes only its own atoms), so every layer's codes come first and the
+    atoms' updates (:func:`fold_layers`) after, from these statistics alone.
+    Those of a batch held in row blocks are the sums of its blocks'.
+
+    Returns
+    -------
+    W : Tensor of shape (b, k_L)
+        Codes of the last layer.
+    stats : list of tuple
+        Per layer, :func:`batch_statistics` of its codes and its input.
+    stack_WtX : Tensor of shape (k_L, m)
+        ``W_L^T X``, for the error of the whole stack.
+    """
+    codes_targets = sparseness_codes or [None] * len(layers)
+    data, stats = X, []
+    for H, target in zip(layers, codes_targets):
+        W, _ = solve_codes(
+            data,
+            H,
+            solver=solver,
+            max_iter=code_max_iter,
+            tol=tol,
+            sparseness_W=target,
+        )
+        stats.append(batch_statistics(W, data))
+        data = W
+    return data, stats, DataOperator(X).rmatmul(data).mT
+
+
+def fold_layers(
+    states,
+    stats,
+    stack_WtX,
+    *,
+    rho,
+    solver="cd",
+    sparseness_codes=None,
+    sparseness_components=None,
+):
+    """The second half of :func:`multilayer_step`: every layer's statistics
+    (from :func:`multilayer_statistics`) folded into its state and its atoms
+    updated (:func:`fold_statistics`), then the layers balanced
+    (:func:`balance_layers`). Returns ``(cost, change, stack_cost)`` as
+    :func:`multilayer_step`."""
     n_layers = len(states)
     codes_targets = sparseness_codes or [None] * n_layers
     atoms_targets = sparseness_components or [None] * n_layers
-    data, cost, change = X, 0.0, 0.0
-    for idx, state in enumerate(states):
-        data, c, _, d = minibatch_step(
+    cost, change = 0.0, 0.0
+    for state, layer_stats, target in zip(states, stats, atoms_targets):
+        c, d, _ = fold_statistics(
             state,
-            data,
+            *layer_stats,
             rho=rho,
             solver=solver,
-            code_max_iter=code_max_iter,
-            tol=tol,
-            sparseness_W=codes_targets[idx],
-            sparseness_H=atoms_targets[idx],
-            balance=False,
+            l1_reg_H=0.0,
+            l2_reg_H=0.0,
+            sparseness_H=target,
+            order=None,
         )
         # As Python's max(change, d): d only where it is larger.
         cost = cost + c.to(torch.float64)  # the precision of Python floats
         change = torch.where(d > change, d, change)
     C = effective_atoms([s.H for s in states])[-1]
-    op = DataOperator(X)
-    WtX = op.rmatmul(data).mT
-    stack_cost = gram_half_sq_error(op.half_sq_norm(), WtX, C, data.mT @ data)
+    # 0.5 ||X||^2 is the first layer's input's, W_L^T W_L the last layer's.
+    stack_cost = gram_half_sq_error(stats[0][2], stack_WtX, C, stats[-1][0])
     balance_layers(states, codes_targets, atoms_targets)
-    return data, cost, change, stack_cost.clamp(min=0)
+    return cost, change, stack_cost.clamp(min=0)
 
 
 def balance_layers(states, codes_targets, atoms_targets):

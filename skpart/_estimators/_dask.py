@@ -365,16 +365,6 @@ def _with_codes(state, W, scale, dtype):
     return dict(state, W=W if scale == 1 else W / scale)
 
 
-def refuse_partial_fit(estimator):
-    """``MultilayerNMF.partial_fit`` does not take dask arrays: say what to do."""
-    raise TypeError(
-        f"{type(estimator).__name__}.partial_fit does not take dask arrays: "
-        "fit the whole dask array with fit (data-parallel, on the cluster), "
-        "or pass its blocks one at a time as NumPy arrays "
-        "(for block in X.blocks: model.partial_fit(block.compute()))."
-    )
-
-
 def _minibatches(X, size):
     """The mini-batches of ``size`` rows of ``X`` (all of it for None), each
     a block set of its row blocks, made one at a time (no data moves for
@@ -387,6 +377,54 @@ def _minibatches(X, size):
         yield DaskBlocks.from_array(X[start : start + size])
 
 
+def _open_online(estimator, X):
+    """The start of ``partial_fit`` on a dask array, as the in-memory
+    ``_fit_online`` starts it: all of ``X`` validated before any step; the
+    online states restored when the estimator is fitted, else the
+    parameters resolved on the first mini-batch (``_check_online_params``),
+    the generator drawn and the data scale taken from that mini-batch.
+
+    Returns
+    -------
+    states : list of OnlineNMF or None
+        The states to continue (None: a fresh start, for the caller).
+    batches : iterator of DaskBlocks
+        The mini-batches of ``X`` divided by the data scale
+        (:func:`_minibatches`).
+    dtype : torch.dtype
+        The dtype of the online fit (the data's, as in memory).
+    n : int
+        The number of rows of ``X`` (for the forgetting rate).
+    """
+    continuing = hasattr(estimator, "components_")
+    X = prepare(estimator, X, reset=not continuing)
+    _, high = _scan(estimator, X)
+    n = int(X.shape[0])
+    size = n if estimator.batch_size is None else min(estimator.batch_size, n)
+    estimator._working_dtype = None
+    states = None
+    if continuing:
+        device = getattr(estimator, "_device", None) or estimator._inference_device()
+        states = estimator._restore_online_states(device)
+        scale = getattr(estimator, "_data_scale", 1.0)
+        dtype = states[0].H.dtype
+    else:
+        estimator._check_online_params(_Shape((size, X.shape[1])))
+        device, _ = estimator._fit_setup()
+        if device.type != "cpu":
+            raise ValueError(
+                f"{type(estimator).__name__} fits dask arrays on the workers' "
+                f"CPUs; device={estimator.device!r} is not supported there."
+            )
+        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+        first_high = high if size == n else float(X[:size].max().compute())
+        scale = estimator._data_scale = data_scale(
+            np.array([first_high], dtype=X.dtype)
+        )
+    Xs = X if scale == 1 else X * (1.0 / scale)
+    return states, _minibatches(Xs, estimator.batch_size), dtype, n
+
+
 def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
     """``SparseNMF.partial_fit`` on a dask array: one online step per
     mini-batch of ``batch_size`` rows (None: the whole array, one step), each
@@ -397,40 +435,10 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
     from .._core._online import OnlineNMF, forget_rate
     from ._nmf_base import code_solver_max_iter, save_online_state
 
-    continuing = hasattr(estimator, "components_")
-    X = prepare(estimator, X, reset=not continuing)
-    low, high = _scan(estimator, X)
-    n, m = X.shape
-    estimator._working_dtype = None
-    if continuing:
-        device = getattr(estimator, "_device", None) or estimator._inference_device()
-        states = estimator._restore_online_states(device)
-        scale = getattr(estimator, "_data_scale", 1.0)
-        dtype = states[0].H.dtype
-    else:
-        estimator._check_params(_Shape(X))
-        if estimator._beta_loss != 2:
-            raise ValueError(
-                f"{type(estimator).__name__} streams only the Frobenius loss: "
-                "batch_size and partial_fit need beta_loss='frobenius', got "
-                f"beta_loss = {estimator.beta_loss!r}."
-            )
-        device, generator = estimator._fit_setup()
-        if device.type != "cpu":
-            raise ValueError(
-                f"{type(estimator).__name__} fits dask arrays on the workers' "
-                f"CPUs; device={estimator.device!r} is not supported there."
-            )
-        dtype = torch.float32 if X.dtype == np.float32 else torch.float64
-        first = X if estimator.batch_size is None else X[: estimator.batch_size]
-        first_high = high if first is X else float(first.max().compute())
-        scale = estimator._data_scale = data_scale(
-            np.array([first_high], dtype=X.dtype)
-        )
-    Xs = X if scale == 1 else X * (1.0 / scale)
-    batches = _minibatches(Xs, estimator.batch_size)
+    states, batches, dtype, n = _open_online(estimator, X)
     first = next(batches)
-    if not continuing:
+    m = first.n_cols
+    if states is None:
         k = estimator._n_components
         if estimator.init == "custom":
             from ._sparse_nmf import _check_init
@@ -456,9 +464,10 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
                 init,
                 summary=summary,
                 dtype=dtype,
-                generator=generator,
+                generator=estimator._generator,
                 normals=sklearn_normals(estimator.random_state),
                 svd_normals=sklearn_normals(estimator.random_state),
+                codes=False,
             )
         states = [OnlineNMF.start(H0, estimator.sparseness_components)]
         estimator.n_steps_ = 0
@@ -522,7 +531,7 @@ def fit_sparse_nmf(estimator, X, W=None, H=None):
             f"batch_size={estimator.batch_size!r})."
         )
     X = prepare(estimator, X, reset=True)
-    estimator._check_params(_Shape(X))
+    estimator._check_params(_Shape(X.shape))
     if estimator._beta_loss <= 0:
         low, _ = _scan(estimator, X)
         if low == 0:
@@ -622,10 +631,11 @@ def fit_sparse_nmf(estimator, X, W=None, H=None):
 
 
 class _Shape:
-    """What ``SparseNMF._check_params`` reads from ``X``: its shape."""
+    """What the estimators' ``_check_params`` and ``_check_online_params``
+    read from an array: its shape."""
 
-    def __init__(self, X):
-        self.shape = X.shape
+    def __init__(self, shape):
+        self.shape = tuple(shape)
 
 
 # -- MultilayerNMF --------------------------------------------------------------------
@@ -741,6 +751,88 @@ def fit_multilayer_nmf(estimator, X):
     estimator.__dict__.pop("n_steps_", None)
     estimator._check_finite_fit()
     return estimator
+
+
+def partial_fit_multilayer_nmf(estimator, X):
+    """``MultilayerNMF.partial_fit`` on a dask array: one online step per
+    mini-batch of ``batch_size`` rows (None: the whole array, one step), each
+    computed where its blocks live (every layer's codes per block, every
+    layer's atoms from the summed statistics): the in-memory ``partial_fit``
+    of the same rows."""
+    from .._core._distributed import multilayer_step_blocks
+    from .._core._online import forget_rate
+    from ._nmf_base import code_solver_max_iter
+
+    states, batches, dtype, n = _open_online(estimator, X)
+    first = next(batches)
+    if states is None:
+        states = _start_layers(estimator, first, dtype)
+        estimator.n_steps_ = 0
+    for batch in itertools.chain([first], batches):
+        multilayer_step_blocks(
+            states,
+            batch,
+            rho=forget_rate(estimator.forget_factor, batch.n_rows, n),
+            dtype=dtype,
+            solver=estimator.solver,
+            code_max_iter=code_solver_max_iter(estimator),
+            tol=estimator.tol,
+            sparseness_codes=estimator._sparseness_codes,
+            sparseness_components=estimator._sparseness_components,
+        )
+        estimator.n_steps_ += 1
+    estimator._set_online_model(states, incremental=True)
+    estimator._check_finite_fit()
+    return estimator
+
+
+def _start_layers(estimator, first, dtype):
+    """``MultilayerNMF._start_online_states`` on the block set ``first`` (the
+    first mini-batch): every layer's atoms from its ``init`` on its input
+    (block-wise), the layer's codes (on the workers) the next one's input.
+
+    The atoms are the in-memory ones, but for one case: the in-memory
+    ``"random"`` init of a layer after the first also draws that layer's
+    codes from the generator, which the block-wise one does not need, so
+    the layers after such a layer (three layers or more) start from other
+    draws."""
+    from .._core._online import OnlineNMF
+    from ._nmf_base import code_solver_max_iter
+
+    states, data = [], first
+    for idx, k in enumerate(estimator._ranks):
+        init = estimator._inits[idx]
+        _refuse_init(init, data.n_rows, data.n_cols)
+        # The first layer starts as SparseNMF does (scikit-learn's draws).
+        draws = {}
+        if idx == 0:
+            draws = dict(
+                normals=sklearn_normals(estimator.random_state),
+                svd_normals=sklearn_normals(estimator.random_state),
+            )
+        H0 = initialize_blocks(
+            data,
+            k,
+            init,
+            summary=data.step(data_summary, {"dtype": dtype}),
+            dtype=dtype,
+            generator=estimator._generator,
+            codes=False,
+            **draws,
+        )
+        states.append(OnlineNMF.start(H0, estimator._sparseness_components[idx]))
+        if idx + 1 < len(estimator._ranks):
+            solve_codes_blocks(
+                data,
+                states[-1].H,
+                dtype=dtype,
+                solver=estimator.solver,
+                max_iter=code_solver_max_iter(estimator),
+                tol=estimator.tol,
+                sparseness_W=estimator._sparseness_codes[idx],
+            )
+            data = data.derive(codes_of, k)
+    return states
 
 
 def _codes_state(state, last):

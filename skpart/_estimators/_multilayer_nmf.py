@@ -626,10 +626,11 @@ default=None
         self : object
             The updated estimator.
         """
-        if _dask.is_dask_array(X):
-            _dask.refuse_partial_fit(self)
         with self._transaction():
-            self._fit_online(X, incremental=True)
+            if _dask.is_dask_array(X):
+                _dask.partial_fit_multilayer_nmf(self, X)
+            else:
+                self._fit_online(X, incremental=True)
         return self
 
     # -- inference ----------------------------------------------------------------
