@@ -425,6 +425,22 @@ def _open_online(estimator, X):
     return states, _minibatches(Xs, estimator.batch_size), dtype, n
 
 
+def _step_params(estimator, batch, n, dtype):
+    """The arguments of the online step of either estimator on the block set
+    ``batch``, a mini-batch of a call on ``n`` rows: the forgetting rate,
+    the dtype and the codes' solver."""
+    from .._core._online import forget_rate
+    from ._nmf_base import code_solver_max_iter
+
+    return {
+        "rho": forget_rate(estimator.forget_factor, batch.n_rows, n),
+        "dtype": dtype,
+        "solver": estimator.solver,
+        "code_max_iter": code_solver_max_iter(estimator),
+        "tol": estimator.tol,
+    }
+
+
 def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
     """``SparseNMF.partial_fit`` on a dask array: one online step per
     mini-batch of ``batch_size`` rows (None: the whole array, one step), each
@@ -432,8 +448,8 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
     ``W^T W`` and ``W^T X``): the in-memory ``partial_fit`` of the same rows.
     """
     from .._core._distributed import minibatch_step_blocks
-    from .._core._online import OnlineNMF, forget_rate
-    from ._nmf_base import code_solver_max_iter, save_online_state
+    from .._core._online import OnlineNMF
+    from ._nmf_base import save_online_state
 
     states, batches, dtype, n = _open_online(estimator, X)
     first = next(batches)
@@ -483,11 +499,7 @@ def partial_fit_sparse_nmf(estimator, X, W=None, H=None):
         minibatch_step_blocks(
             state,
             batch,
-            rho=forget_rate(estimator.forget_factor, batch.n_rows, n),
-            dtype=dtype,
-            solver=estimator.solver,
-            code_max_iter=code_solver_max_iter(estimator),
-            tol=estimator.tol,
+            **_step_params(estimator, batch, n, dtype),
             l1_reg_W=l1_W,
             l2_reg_W=l2_W,
             l1_reg_H=l1_H,
@@ -760,8 +772,6 @@ def partial_fit_multilayer_nmf(estimator, X):
     layer's atoms from the summed statistics): the in-memory ``partial_fit``
     of the same rows."""
     from .._core._distributed import multilayer_step_blocks
-    from .._core._online import forget_rate
-    from ._nmf_base import code_solver_max_iter
 
     states, batches, dtype, n = _open_online(estimator, X)
     first = next(batches)
@@ -772,11 +782,7 @@ def partial_fit_multilayer_nmf(estimator, X):
         multilayer_step_blocks(
             states,
             batch,
-            rho=forget_rate(estimator.forget_factor, batch.n_rows, n),
-            dtype=dtype,
-            solver=estimator.solver,
-            code_max_iter=code_solver_max_iter(estimator),
-            tol=estimator.tol,
+            **_step_params(estimator, batch, n, dtype),
             sparseness_codes=estimator._sparseness_codes,
             sparseness_components=estimator._sparseness_components,
         )
