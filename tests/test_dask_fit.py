@@ -241,16 +241,26 @@ def test_custom_init_from_dask_codes(digits_600):
     _assert_same_fit(memory, spread, rtol=1e-9)
 
 
-@pytest.mark.parametrize("batch_size", [None, 200])
-def test_partial_fit_on_dask_equals_in_memory(digits_600, batch_size):
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"batch_size": None},
+        {"batch_size": 200},
+        # The block-wise random init draws from the generator only what the
+        # in-memory one draws (nothing), so the shuffled orders agree too.
+        {"batch_size": 200, "init": "random", "shuffle": True},
+    ],
+)
+def test_partial_fit_on_dask_equals_in_memory(digits_600, params):
     # One online step per mini-batch, its codes solved block by block: the
     # statistics and the atoms are those of the in-memory partial_fit.
-    params = dict(n_components=8, random_state=0, batch_size=batch_size)
+    params = dict(n_components=8, random_state=0, **params)
     memory, spread = SparseNMF(**params), SparseNMF(**params)
     X = da.from_array(digits_600, chunks=100)
     memory.partial_fit(digits_600).partial_fit(digits_600[:300])
     spread.partial_fit(X).partial_fit(X[:300])
-    assert spread.n_steps_ == memory.n_steps_ == (2 if batch_size is None else 5)
+    expected = 2 if params["batch_size"] is None else 5
+    assert spread.n_steps_ == memory.n_steps_ == expected
     assert np.abs(memory.components_).max() > 0.1
     np.testing.assert_allclose(
         spread.components_, memory.components_, rtol=1e-10, atol=1e-12

@@ -372,8 +372,9 @@ def multilayer_step(
 ):
     """One online step of a multilayer NMF ``X ~ W_L H_L ... H_1``.
 
-    Layer 1 takes a :func:`minibatch_step` on ``X``; layer ``l`` takes one on
-    the codes of layer ``l - 1`` just computed, so every layer's atoms follow
+    Layer 1 takes a :func:`minibatch_step` (without its balancing) on ``X``;
+    layer ``l`` takes one on the codes of layer ``l - 1`` just computed (with
+    the layer's atoms before the step), so every layer's atoms follow
     the statistics of the codes streamed up to it (the online version of the
     layer-wise pass; there is no joint fine-tuning). As the codes of a layer
     do not depend on the updates of the layers before it, the step is done in
