@@ -756,7 +756,10 @@ def solve_codes(
     the stopping rule are per row, and a row stops being updated once its own
     test holds (tested every :data:`CHECK_EVERY` iterations; the rows still
     iterating are :class:`ActiveRows`). So the codes of a sample do not
-    depend on the other samples of the batch.
+    depend on the other samples of the batch (with ``sparseness_W``, up to
+    rounding: the projection's sums round differently with the shape of its
+    row block, about 1e-16, which the projected gradient can amplify to
+    1e-9).
 
     - ``solver="cd"``: HALS sweeps; a row stops on :class:`ViolationRatio`.
     - ``solver="mu"``: multiplicative updates for any ``beta_loss``; a row

@@ -233,8 +233,10 @@ default=None
 
     A ``dask.array.Array`` is fitted where its blocks live, every layer on
     the previous layer's codes (which stay on the workers) and the
-    fine-tuning from summed statistics; the transforms of a dask array are
-    lazy. See the user guide's "Fitting on a cluster".
+    fine-tuning from summed statistics; ``partial_fit`` of a dask array
+    takes one online step from the blocks' summed statistics; the
+    transforms of a dask array are lazy. See the user guide's "Fitting on a
+    cluster".
 
     References
     ----------
