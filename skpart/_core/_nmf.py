@@ -292,17 +292,11 @@ class ExtrapolatedHALS:
     def _decide_on_device(self, accepted, obj, rebalance, Wn, Wy, Hn, G):
         """:meth:`iterate`'s accept/restart as tensor arithmetic: every state
         tensor gets ``torch.where(accepted, new, old)``, in place."""
-        if self.balance and rebalance:
+        d = None
+        if self.balance and rebalance:  # rescaled only if accepted
             one = torch.ones((), dtype=Wn.dtype, device=Wn.device)
             d = torch.where(accepted, balancing_scale(Wn, Hn), one)
-            Wn = Wn * d
-            Wy = Wy * d if Wy is not Wn else Wn
-            Hn, H_old = Hn / d, self.H / d
-        else:
-            H_old = self.H
-        Hy = Hn
-        if self.extrapolate_H:
-            Hy = extrapolate(Hn, H_old, self.weight.weight, torch.diagonal(G))
+        Hn, Hy = self._new_pair(d, Wn, Wy, Hn, torch.diagonal(G))
         best_W, best_H = self.best  # own buffers, written in place
         Wy_next = torch.where(accepted, Wy, self.Wt)
         Hy_next = torch.where(accepted, Hy, self.H)
@@ -352,24 +346,34 @@ class ExtrapolatedHALS:
     def _accept(self, rebalance, Wn, Wy, Hn, diag_W):
         """Take the new pair and extrapolate the atoms; returns the pair
         ``(W_y, H_n)`` (rescaled when the factors are rebalanced)."""
-        if self.balance and rebalance:
-            # Extrapolating both factors drifts along the scale invariance
-            # W D, D^-1 H; rescale every pair in play by the same D (the
-            # products and the objective are unchanged).
-            # Wn and Wy are this iteration's own tensors (scaled in place, no
-            # copies of the codes); the accepted W is replaced below, so only
-            # the accepted H, which H's extrapolation reads, is rescaled.
-            d = balancing_scale(Wn, Hn)
-            Wn.mul_(d)
-            if Wy is not Wn:
-                Wy.mul_(d)
-            Hn, self.H = Hn / d, self.H / d
-        self.Hy = Hn
-        if self.extrapolate_H:
-            self.Hy = extrapolate(Hn, self.H, self.weight.weight, diag_W)
+        d = balancing_scale(Wn, Hn) if self.balance and rebalance else None
+        Hn, self.Hy = self._new_pair(d, Wn, Wy, Hn, diag_W)
         self.Wt, self.H, self.Wy = Wn, Hn, Wy
         self.weight.accept()
         return Wy, Hn
+
+    def _new_pair(self, d, Wn, Wy, Hn, diag_W):
+        """The new pair as it is accepted: rebalanced by ``d`` (``None``: not
+        this iteration) and the atoms extrapolated from the accepted ones.
+        Returns ``(H_n, H_y)``; ``W_n`` and ``W_y``, this iteration's own
+        tensors, are scaled in place (no copies of the codes).
+
+        Extrapolating both factors drifts along the scale invariance
+        ``W D, D^-1 H``; every pair in play is rescaled by the same ``D`` (the
+        products and the objective are unchanged). The accepted ``W`` is
+        about to be replaced, so only the accepted ``H``, which ``H``'s
+        extrapolation reads, is rescaled with them.
+        """
+        H_old = self.H
+        if d is not None:
+            Wn.mul_(d)
+            if Wy is not Wn:
+                Wy.mul_(d)
+            Hn, H_old = Hn / d, H_old / d
+        Hy = Hn
+        if self.extrapolate_H:
+            Hy = extrapolate(Hn, H_old, self.weight.weight, diag_W)
+        return Hn, Hy
 
 
 def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
@@ -408,14 +412,10 @@ def run_extrapolated(run, *, max_iter, tol, verbose, capture=False):
     blocks = GraphedBlock(functools.partial(run.block, tol > 0), capture)
     n_iter = 0
     while n_iter < max_iter:
-        if n_iter >= CHECK_EVERY and max_iter - n_iter >= CHECK_EVERY:
-            violation = blocks()
-            n_iter += CHECK_EVERY
-        else:
-            n_iter += 1
-            check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
-            violation = run.step(n_iter, check)
+        whole = n_iter >= CHECK_EVERY and max_iter - n_iter >= CHECK_EVERY
+        n_iter += CHECK_EVERY if whole else 1
         check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
+        violation = blocks() if whole else run.step(n_iter, check)
         if not check:
             continue
         if plateau is None:

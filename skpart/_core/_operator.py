@@ -102,16 +102,14 @@ class DataOperator:
         return t_crow, t_col, order
 
     # -- products ---------------------------------------------------------
-    def _row_block_slices(self):
-        """The row blocks of the sparse products (:data:`ROW_BLOCK` rows)."""
-        n = self.shape[0]
-        return [slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK)]
-
     def _row_blocks(self):
-        """``[(slice, X[slice])]`` for the blocks of :meth:`_row_block_slices`
-        (CSR views, made once: cutting reads the row pointers on the host)."""
+        """``[(slice, X[slice])]``: the row blocks of :data:`ROW_BLOCK` rows of
+        the sparse products, as CSR views (made once: cutting reads the row
+        pointers on the host)."""
         if self._blocks is None:
-            self._blocks = [(sl, self._csr_rows(sl)) for sl in self._row_block_slices()]
+            n = self.shape[0]
+            slices = (slice(i, min(i + ROW_BLOCK, n)) for i in range(0, n, ROW_BLOCK))
+            self._blocks = [(sl, self._csr_rows(sl)) for sl in slices]
         return self._blocks
 
     def _csr_rows(self, sl):
@@ -129,14 +127,15 @@ class DataOperator:
 
     def _transposed_blocks(self):
         """``[(slice, X[slice]^T as CSR)]``: ``X^T`` cut into the column
-        blocks matching :meth:`_row_block_slices` (built once; together about
-        the size of ``X``)."""
+        blocks matching :meth:`_row_blocks`, or whole when ``X`` is not
+        :attr:`blocked` (built once; together about the size of ``X``)."""
         if self._t_blocks is None:
-            blocks = self._row_blocks() if self.blocked else None
-            if blocks is None:
-                self._t_blocks = [(slice(0, self.shape[0]), self.Xt)]
+            if self.blocked:
+                self._t_blocks = [
+                    (sl, DataOperator(X).Xt) for sl, X in self._row_blocks()
+                ]
             else:
-                self._t_blocks = [(sl, DataOperator(X).Xt) for sl, X in blocks]
+                self._t_blocks = [(slice(0, self.shape[0]), self.Xt)]
         return self._t_blocks
 
     def __matmul__(self, Y):
