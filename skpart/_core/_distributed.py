@@ -371,10 +371,10 @@ def initialize_blocks(
 def _apply_decision(state, decision):
     """Apply the client's verdict on the last iteration to a block's codes:
     restart from the accepted codes, or accept the new ones (rescaled by
-    ``d``), remembering them as the best when they are."""
+    ``d``)."""
     if decision is None:
         return state
-    kind, d, best = decision
+    kind, d = decision
     state = dict(state)
     if kind == "restart":
         state["Wy"] = state["Wt"]
@@ -383,8 +383,6 @@ def _apply_decision(state, decision):
         if d is not None:
             Wn, Wy = Wn * d, Wy * d
         state["Wt"], state["Wy"] = Wn, Wy
-        if best:
-            state["best"] = Wy
     state.pop("Wn", None)
     state.pop("Wy_new", None)
     return state
@@ -422,7 +420,7 @@ def _hals_block(X, state, msg):
     stats = {}
     if msg["first"]:
         state = _start_codes(state, msg["sparseness_W"])
-        state["Wy"] = state["best"] = state["Wt"]
+        state["Wy"] = state["Wt"]
     else:
         state = _apply_decision(state, msg["decision"])
     Hy, G = msg["Hy"], msg["G"]
@@ -451,9 +449,14 @@ def _hals_block(X, state, msg):
 
 
 def _finish_block(X, state, msg):
-    """Apply the last verdict; the best codes become ``state["W"]``."""
+    """Apply the last verdict; the fitted codes (``W_y``, as
+    :attr:`~skpart._core._nmf.ExtrapolatedHALS.result`) become
+    ``state["W"]``, with the statistics of their error."""
+    X = as_tensor(X, msg["dtype"])
     state = _apply_decision(state, msg["decision"])
-    return {"index": state.get("index"), "W": state[msg["which"]].mT.contiguous()}, {}
+    Wy = state["Wy"]
+    stats = {"cross": _cross(Wy @ X, msg["H"]), "Q": Wy @ Wy.mT}
+    return {"index": state.get("index"), "W": Wy.mT.contiguous()}, stats
 
 
 class BlockHALS:
@@ -497,7 +500,7 @@ class BlockHALS:
             H = cone_project(H, sparseness_H)
         self.H = self.Hy = H
         self.weight = Extrapolation()
-        self.best_H, self.best_obj, self.best_loss = H, None, None
+        self.best_obj = None
         self.obj_prev = None
         self.noise = objective_noise(self.half_sq_X)
         self.initial_error = None
@@ -543,7 +546,6 @@ class BlockHALS:
             loss = gram_loss(self.half_sq_X, s["cross0"], G, s["VVt0"])
             pen = _penalty_value(self.penalties, s["sum0"], s["sq0"], self.Hy)
             self.best_obj = self.obj_prev = float(loss + pen)
-            self.best_loss = float(loss)
             self.initial_error = self.error
         G_W, WX = s["G"], s["WX"]
         Hn, viol_H = self.update_H(self.Hy, G_W, WX, self.inner_H, violation=violation)
@@ -552,7 +554,7 @@ class BlockHALS:
         if obj > min(self.obj_prev, self.best_obj) + self.noise:  # restart
             self.Hy = self.H
             self.weight.restart()
-            self.decision = ("restart", None, False)
+            self.decision = ("restart", None)
         else:
             d = None
             if self.balance and n_iter % BALANCE_EVERY == 1:
@@ -568,12 +570,10 @@ class BlockHALS:
                 )
             self.H = Hn
             self.weight.accept()
-            self.decision = ("accept", d, False)
+            self.decision = ("accept", d)
         self.obj_prev = obj
         if obj <= self.best_obj + self.noise:
-            self.best_H, self.best_obj = Hn, min(obj, self.best_obj)
-            self.best_loss = float(loss)
-            self.decision = (self.decision[0], self.decision[1], True)
+            self.best_obj = min(obj, self.best_obj)
         if violation:
             return s["viol"] + viol_H.sum()
         return None
@@ -590,8 +590,12 @@ class BlockHALS:
         return violation
 
     def finish(self):
-        """Leave the best codes in every block's ``state["W"]``."""
-        self.blocks.step(_finish_block, {"decision": self.decision, "which": "best"})
+        """Leave the fitted codes in every block's ``state["W"]``; returns the
+        fitted atoms and the Frobenius error of the pair."""
+        msg = {"decision": self.decision, "H": self.H, "dtype": self.base["dtype"]}
+        s = self.blocks.step(_finish_block, msg)
+        loss = gram_loss(self.half_sq_X, s["cross"], s["Q"], self.H @ self.H.mT)
+        return self.H, math.sqrt(2 * max(float(loss), 0.0))
 
 
 def _fit_hals_blocks(run, *, max_iter, tol, verbose):
@@ -599,8 +603,8 @@ def _fit_hals_blocks(run, *, max_iter, tol, verbose):
     n_iter, converged = run_extrapolated(
         run, max_iter=max_iter, tol=tol, verbose=verbose
     )
-    run.finish()
-    return run.best_H, n_iter, converged, math.sqrt(2 * max(run.best_loss, 0.0))
+    H, error = run.finish()
+    return H, n_iter, converged, error
 
 
 # -- full-batch fit: multiplicative updates --------------------------------------

@@ -165,8 +165,16 @@ class ExtrapolatedHALS:
     with ``W_y`` fixed and extrapolates ``H_y`` the same way. The weight ``b``
     (:class:`Extrapolation`) grows while the objective of ``(W_y, H_n)``
     decreases and shrinks, with a restart from the last accepted pair, when it
-    increases. :attr:`best` is the best pair met, so the objective never ends
-    above its starting value.
+    increases. The fit's result is the pair the next iteration would start
+    from, ``(W_y, H)``: the best pair met (the accepted ``W_y`` and ``H_n``)
+    unless the last iteration restarted, then the accepted ``(W_n, H_n)``.
+
+    Memory: an iteration holds three codes-sized arrays, the accepted codes
+    (the restart point and the extrapolation's origin), the new ones and
+    their extrapolation. The new codes are written over the extrapolated
+    ones the update starts from, which nothing needs once it has read them
+    (keeping them as a "best" codes for a last-iteration restart would be a
+    fourth copy; on a tall sparse ``X`` the codes are the largest arrays).
 
     A factor is updated as :func:`~skpart._core._updates.factor_update`
     decides: HALS sweeps when it is free (the same fixed points as
@@ -210,15 +218,13 @@ class ExtrapolatedHALS:
         # pairs are shared by reference, with no copies of the codes.
         self.sync_free = sync_free(Wt.device)
         if self.sync_free:
+            # Own copies: the starting Wt may share the caller's memory.
             self.Wt, self.H = Wt.clone(), H.clone()  # accepted pair
             self.Wy, self.Hy = Wt.clone(), H.clone()  # extrapolated pair
-            # Own copies: the starting Wt may share the caller's memory.
-            self.best = (Wt.clone(), H.clone())
             self.weight = Extrapolation(device=Wt.device)
         else:
             self.Wt, self.H = Wt, H  # accepted pair, W transposed
             self.Wy, self.Hy = Wt, H  # extrapolated pair
-            self.best = (Wt, H)
             self.weight = Extrapolation()
         self.best_obj = None
         self.noise = objective_noise(self.half_sq_X)
@@ -232,8 +238,14 @@ class ExtrapolatedHALS:
         return loss + self.penalties.value(Wt, H)
 
     @property
+    def result(self):
+        """The fitted pair ``(W^T, H)``: the codes the next iteration starts
+        from and the accepted atoms (see the class docstring)."""
+        return self.Wy, self.H
+
+    @property
     def error(self):
-        """Frobenius error of the best pair (a float: one host sync)."""
+        """Frobenius error of the best pair met (a float: one host sync)."""
         return math.sqrt(2 * max(float(self.best_obj), 0.0))
 
     def iterate(self, rebalance, violation):
@@ -267,8 +279,8 @@ class ExtrapolatedHALS:
         if self.sync_free:
             self._decide_on_device(accepted, obj, rebalance, Wn, Wy, Hn, G)
         elif bool(accepted):
-            Wy, Hn = self._accept(rebalance, Wn, Wy, Hn, torch.diagonal(G))
-            self.best, self.best_obj = (Wy, Hn), torch.minimum(obj, self.best_obj)
+            self._accept(rebalance, Wn, Wy, Hn, torch.diagonal(G))
+            self.best_obj = torch.minimum(obj, self.best_obj)
         else:  # restart from the accepted pair
             self.Wy, self.Hy = self.Wt, self.H
             self.weight.restart()
@@ -297,15 +309,14 @@ class ExtrapolatedHALS:
             one = torch.ones((), dtype=Wn.dtype, device=Wn.device)
             d = torch.where(accepted, balancing_scale(Wn, Hn), one)
         Hn, Hy = self._new_pair(d, Wn, Wy, Hn, torch.diagonal(G))
-        best_W, best_H = self.best  # own buffers, written in place
+        # W_n may be self.Wy's own buffer (_update_codes): both reads of it
+        # come before self.Wy is written.
         Wy_next = torch.where(accepted, Wy, self.Wt)
         Hy_next = torch.where(accepted, Hy, self.H)
         self.Wt.copy_(torch.where(accepted, Wn, self.Wt))
         self.H.copy_(torch.where(accepted, Hn, self.H))
         self.Wy.copy_(Wy_next)
         self.Hy.copy_(Hy_next)
-        best_W.copy_(torch.where(accepted, Wy, best_W))
-        best_H.copy_(torch.where(accepted, Hn, best_H))
         self.best_obj.copy_(
             torch.where(accepted, torch.minimum(obj, self.best_obj), self.best_obj)
         )
@@ -323,16 +334,25 @@ class ExtrapolatedHALS:
         """The codes' block update against ``H_y``; returns ``(W_n,
         violation)``.
 
-        HALS on a tall sparse ``X`` goes one row block at a time (the rows'
-        problems are independent), so that the cross term ``X H_y^T``, as
-        large as the codes, never exists whole: the peak of such a fit is
-        then the codes' own copies. Other updates keep state per row and
-        take the whole cross term.
+        HALS writes ``W_n`` over ``W_y`` when that is a tensor of its own
+        (not the accepted codes, as after a restart or at the start): nothing
+        reads the extrapolated codes after the update. HALS on a tall sparse
+        ``X`` goes one row block at a time (the rows' problems are
+        independent), so that the cross term ``X H_y^T``, as large as the
+        codes, never exists whole: the peak of such a fit is then the codes'
+        own copies. Other updates keep state per row and take the whole
+        cross term.
         """
-        if not (self.op.blocked and isinstance(self.update_W, HALSUpdate)):
+        hals = isinstance(self.update_W, HALSUpdate)
+        overwrite = hals and self.Wy is not self.Wt
+        if not (self.op.blocked and hals):
             Bt = self.op.atoms_product_t(self.Hy)  # (k, n) = (X H_y^T)^T
-            return self.update_W(self.Wy, G, Bt, self.inner_W, violation=violation)
-        Wn = torch.empty_like(self.Wy)
+            extra = {"inplace": True} if overwrite else {}
+            return self.update_W(
+                self.Wy, G, Bt, self.inner_W, violation=violation, **extra
+            )
+        # Each block's update reads its columns of W_y before they are written.
+        Wn = self.Wy if overwrite else torch.empty_like(self.Wy)
         viol = torch.zeros((), dtype=torch.float64, device=Wn.device)
         for sl, Bt in self.op.atoms_product_t_blocks(self.Hy):
             part, v = self.update_W(
@@ -344,13 +364,12 @@ class ExtrapolatedHALS:
         return Wn, (viol if violation else None)
 
     def _accept(self, rebalance, Wn, Wy, Hn, diag_W):
-        """Take the new pair and extrapolate the atoms; returns the pair
-        ``(W_y, H_n)`` (rescaled when the factors are rebalanced)."""
+        """Take the new pair (rescaled when the factors are rebalanced) and
+        extrapolate the atoms."""
         d = balancing_scale(Wn, Hn) if self.balance and rebalance else None
         Hn, self.Hy = self._new_pair(d, Wn, Wy, Hn, diag_W)
         self.Wt, self.H, self.Wy = Wn, Hn, Wy
         self.weight.accept()
-        return Wy, Hn
 
     def _new_pair(self, d, Wn, Wy, Hn, diag_W):
         """The new pair as it is accepted: rebalanced by ``d`` (``None``: not
@@ -385,7 +404,7 @@ def _fit_extrapolated(op, start, *, max_iter, tol, verbose, **state):
     n_iter, converged = run_extrapolated(
         run, max_iter=max_iter, tol=tol, verbose=verbose, capture=capture
     )
-    Wt, H = run.best
+    Wt, H = run.result
     run = None  # the other pairs go before the codes are copied out
     return Wt.mT.contiguous(), H, n_iter, converged
 

@@ -145,7 +145,7 @@ class DataOperator:
         Y = Y.contiguous()
         out = torch.empty((self.shape[0], Y.shape[1]), dtype=Y.dtype, device=Y.device)
         for sl, X in self._row_blocks():
-            out[sl] = X @ Y
+            torch.mm(X, Y, out=out[sl])  # a row block of out is contiguous
         return out
 
     def rmatmul(self, Y):
@@ -159,8 +159,10 @@ class DataOperator:
             return (Y.mT @ self.X).mT
         out = None
         for sl, Xt in self._transposed_blocks():
-            part = Xt @ Y[sl]
-            out = part if out is None else out.add_(part)
+            if out is None:
+                out = Xt @ Y[sl]
+            else:  # accumulated in place, no block-sized temporary
+                torch.addmm(out, Xt, Y[sl], out=out)
         return out
 
     def atoms_product_t(self, H):
