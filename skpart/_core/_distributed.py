@@ -787,7 +787,7 @@ def fit_nmf_blocks(
     Same parameters and iterates as the in-memory fit; ``summary`` holds the
     data's ``half_sq`` (``0.5 ||X||^2``) and ``nnz``. The codes stay in the
     blocks; afterwards every block's state holds its codes of the fit in
-    ``state["W"]`` (the best pair's for ``"cd"``, the last for ``"mu"``).
+    ``state["W"]`` (``ExtrapolatedHALS.result``'s for ``"cd"``, the last for ``"mu"``).
 
     Returns
     -------

@@ -7,8 +7,9 @@ BLOCK_ELEMS = 1 << 22
 #: Rows per block of the sparse-dense products of a CSR ``X``: torch's
 #: CSR-dense product holds about two copies of its output and a contiguous
 #: copy of a strided operand, so on a tall ``X`` the products are taken one
-#: row block at a time (the temporaries are then ``ROW_BLOCK x k``).
-ROW_BLOCK = 1 << 15
+#: row block at a time (the temporaries are then ``ROW_BLOCK x k``, small
+#: enough not to leave the allocator's heap fragmented, and cache-sized).
+ROW_BLOCK = 1 << 13
 
 
 class DataOperator:
@@ -46,11 +47,20 @@ class DataOperator:
 
     @property
     def Xt(self):
-        """``X^T``: a view (dense) or a CSR copy made at first use (sparse)."""
+        """``X^T``: a view (dense) or a CSR copy made at first use (sparse).
+
+        The permutation from ``X``'s value order to ``X^T``'s is kept only
+        when :meth:`transposed_with` has asked for it (the beta divergences'
+        updates): ``X^T`` alone does not need it, and it is as large as
+        ``X``'s values."""
         if self._Xt is None:
-            self._Xt = (
-                self.transposed_with(self.X.values()) if self.sparse else self.X.mT
-            )
+            if not self.sparse:
+                self._Xt = self.X.mT
+            elif self._to_t is not None:
+                self._Xt = self.transposed_with(self.X.values())
+            else:
+                crow, col, order = self._transpose_pattern()
+                self._Xt = self._csr_t(crow, col, self.X.values()[order])
         return self._Xt
 
     @property
@@ -83,9 +93,16 @@ class DataOperator:
         transposed); the pattern and the permutation are computed once."""
         if self._to_t is None:
             self._to_t = self._transpose_pattern()
+            if self._Xt is not None:  # share the indices X^T already holds
+                crow, col = self._Xt.crow_indices(), self._Xt.col_indices()
+                self._to_t = (crow, col, self._to_t[2])
         crow, col, order = self._to_t
+        return self._csr_t(crow, col, values[order])
+
+    def _csr_t(self, crow, col, values):
+        """The CSR tensor of shape ``(n_cols, n_rows)`` of these arrays."""
         return torch.sparse_csr_tensor(
-            crow, col, values[order], size=self.shape[::-1], check_invariants=False
+            crow, col, values, size=self.shape[::-1], check_invariants=False
         )
 
     def _transpose_pattern(self):

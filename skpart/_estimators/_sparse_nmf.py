@@ -260,10 +260,10 @@ class SparseNMF(NMFBase):
     initial error over the last 10 iterations): the extrapolation shrinks the
     violation long before the error settles. Both factors are also
     extrapolated along their last change, with restarts when the objective
-    increases (Ang and Gillis, 2019), and the best pair met is kept, so 'cd'
+    increases (Ang and Gillis, 2019), so 'cd'
     reaches scikit-learn's fixed points by other iterates. Changes of the
     objective within its rounding noise (four float32 ulps of
-    ``0.5 ||X||^2``) decide neither a restart nor the best pair, so the same
+    ``0.5 ||X||^2``) decide no restart, so the same
     data as a dense array, a CSR or a CSC matrix gives the same iterates. 'mu' is
     scikit-learn's multiplicative update for every beta loss, with the
     products formed one row block at a time. Convergence is tested every 10
