@@ -370,14 +370,14 @@ def initialize_blocks(
 # -- full-batch fit: the extrapolated HALS ---------------------------------------
 def _apply_decision(state, decision):
     """Apply the client's verdict on the last iteration to a block's codes:
-    restart from the accepted codes, or accept the new ones (rescaled by
+    restart from the best codes, or accept the new ones (rescaled by
     ``d``)."""
     if decision is None:
         return state
     kind, d = decision
     state = dict(state)
     if kind == "restart":
-        state["Wy"] = state["Wt"]
+        state["Wt"] = state["Wy"]
     else:
         Wn, Wy = state["Wn"], state["Wy_new"]
         if d is not None:
@@ -449,14 +449,10 @@ def _hals_block(X, state, msg):
 
 
 def _finish_block(X, state, msg):
-    """Apply the last verdict; the fitted codes (``W_y``, as
-    :attr:`~skpart._core._nmf.ExtrapolatedHALS.result`) become
-    ``state["W"]``, with the statistics of their error."""
-    X = as_tensor(X, msg["dtype"])
+    """Apply the last verdict; the best codes (``W_y``) become
+    ``state["W"]``."""
     state = _apply_decision(state, msg["decision"])
-    Wy = state["Wy"]
-    stats = {"cross": _cross(Wy @ X, msg["H"]), "Q": Wy @ Wy.mT}
-    return {"index": state.get("index"), "W": Wy.mT.contiguous()}, stats
+    return {"index": state.get("index"), "W": state["Wy"].mT.contiguous()}, {}
 
 
 class BlockHALS:
@@ -500,7 +496,7 @@ class BlockHALS:
             H = cone_project(H, sparseness_H)
         self.H = self.Hy = H
         self.weight = Extrapolation()
-        self.best_obj = None
+        self.best_obj = self.best_loss = None
         self.obj_prev = None
         self.noise = objective_noise(self.half_sq_X)
         self.initial_error = None
@@ -546,6 +542,7 @@ class BlockHALS:
             loss = gram_loss(self.half_sq_X, s["cross0"], G, s["VVt0"])
             pen = _penalty_value(self.penalties, s["sum0"], s["sq0"], self.Hy)
             self.best_obj = self.obj_prev = float(loss + pen)
+            self.best_loss = float(loss)
             self.initial_error = self.error
         G_W, WX = s["G"], s["WX"]
         Hn, viol_H = self.update_H(self.Hy, G_W, WX, self.inner_H, violation=violation)
@@ -573,7 +570,7 @@ class BlockHALS:
             self.decision = ("accept", d)
         self.obj_prev = obj
         if obj <= self.best_obj + self.noise:
-            self.best_obj = min(obj, self.best_obj)
+            self.best_obj, self.best_loss = min(obj, self.best_obj), float(loss)
         if violation:
             return s["viol"] + viol_H.sum()
         return None
@@ -590,12 +587,10 @@ class BlockHALS:
         return violation
 
     def finish(self):
-        """Leave the fitted codes in every block's ``state["W"]``; returns the
-        fitted atoms and the Frobenius error of the pair."""
-        msg = {"decision": self.decision, "H": self.H, "dtype": self.base["dtype"]}
-        s = self.blocks.step(_finish_block, msg)
-        loss = gram_loss(self.half_sq_X, s["cross"], s["Q"], self.H @ self.H.mT)
-        return self.H, math.sqrt(2 * max(float(loss), 0.0))
+        """Leave the best codes in every block's ``state["W"]``; returns the
+        best atoms and the Frobenius error of the best pair."""
+        self.blocks.step(_finish_block, {"decision": self.decision})
+        return self.H, math.sqrt(2 * max(self.best_loss, 0.0))
 
 
 def _fit_hals_blocks(run, *, max_iter, tol, verbose):

@@ -120,8 +120,9 @@ def objective_noise(half_sq_X):
     return ulps * float(half_sq_X)
 
 
-def extrapolate(new, old, weight, partner_diag):
-    """``max(0, new + weight (new - old))`` row by row, in one fused pass.
+def extrapolate(new, old, weight, partner_diag, out=None):
+    """``max(0, new + weight (new - old))`` row by row, in one fused pass
+    (written into ``out``, which may be ``old``, when given).
 
     Rows whose partner component is zero (``partner_diag == 0``: the updates
     left them alone) are not extrapolated, or they would grow without end:
@@ -135,7 +136,7 @@ def extrapolate(new, old, weight, partner_diag):
     else:
         step = torch.full((), 1.0 + weight, dtype=new.dtype, device=new.device)
     row_weight = torch.where(partner_diag > 0, step, one)
-    return torch.lerp(old, new, row_weight.unsqueeze(1)).clamp_(min=0)
+    return torch.lerp(old, new, row_weight.unsqueeze(1), out=out).clamp_(min=0)
 
 
 def balancing_scale(Ut, V):
@@ -164,17 +165,17 @@ class ExtrapolatedHALS:
     fixed, extrapolates ``W_y = max(0, W_n + b (W_n - W))``, updates ``H``
     with ``W_y`` fixed and extrapolates ``H_y`` the same way. The weight ``b``
     (:class:`Extrapolation`) grows while the objective of ``(W_y, H_n)``
-    decreases and shrinks, with a restart from the last accepted pair, when it
-    increases. The fit's result is the pair the next iteration would start
-    from, ``(W_y, H)``: the best pair met (the accepted ``W_y`` and ``H_n``)
-    unless the last iteration restarted, then the accepted ``(W_n, H_n)``.
+    decreases and shrinks when it increases; the iteration then restarts from
+    the best pair met, the last accepted ``(W_y, H_n)``, which is also the
+    fit's result (:attr:`result`), so the objective never ends above its
+    starting value. (Ang and Gillis restart from the last accepted ``(W_n,
+    H_n)``: that pair would be one more codes-sized array to keep.)
 
-    Memory: an iteration holds three codes-sized arrays, the accepted codes
-    (the restart point and the extrapolation's origin), the new ones and
-    their extrapolation. The new codes are written over the extrapolated
-    ones the update starts from, which nothing needs once it has read them
-    (keeping them as a "best" codes for a last-iteration restart would be a
-    fourth copy; on a tall sparse ``X`` the codes are the largest arrays).
+    Memory: an iteration holds three codes-sized arrays, the best codes
+    (where the update starts), the new ones and their extrapolation, which
+    is written over the previous accepted codes (its origin): once it is
+    formed, neither an acceptance nor a restart reads them again. On a tall
+    sparse ``X`` the codes are the largest arrays of the fit.
 
     A factor is updated as :func:`~skpart._core._updates.factor_update`
     decides: HALS sweeps when it is free (the same fixed points as
@@ -239,8 +240,8 @@ class ExtrapolatedHALS:
 
     @property
     def result(self):
-        """The fitted pair ``(W^T, H)``: the codes the next iteration starts
-        from and the accepted atoms (see the class docstring)."""
+        """The best pair met ``(W^T, H)``, where the next iteration starts
+        (the accepted ``W_y`` and ``H_n``)."""
         return self.Wy, self.H
 
     @property
@@ -257,7 +258,8 @@ class ExtrapolatedHALS:
         Restart or accept: the new pair is accepted when its objective is at
         most the best one's plus the rounding noise. (With the best objective
         never above the previous one, this is Ang and Gillis's test against
-        the previous objective, and an accepted pair is always the new best.)
+        the previous objective, and an accepted pair is always the new best:
+        ``(W_y, H)`` is the best pair between iterations.)
         Changes within the rounding noise decide nothing: otherwise the same
         data in another container (dense or CSR: other rounding) or another
         dtype would restart elsewhere and end at another of the many equally
@@ -270,7 +272,10 @@ class ExtrapolatedHALS:
         Wn, viol_W = self._update_codes(G, violation)
         Wy = Wn
         if self.extrapolate_W:
-            Wy = extrapolate(Wn, self.Wt, self.weight.weight, torch.diagonal(G))
+            # Into the accepted codes' buffer unless they are the best ones
+            # (after a restart); the sync-free state has its own buffers.
+            out = None if self.Wt is self.Wy else self.Wt
+            Wy = extrapolate(Wn, self.Wt, self.weight.weight, torch.diagonal(G), out)
         WX = self.op.codes_product(Wy)  # (k, m) = W_y^T X
         G = Wy @ Wy.mT
         Hn, viol_H = self.update_H(self.Hy, G, WX, self.inner_H, violation=violation)
@@ -281,8 +286,8 @@ class ExtrapolatedHALS:
         elif bool(accepted):
             self._accept(rebalance, Wn, Wy, Hn, torch.diagonal(G))
             self.best_obj = torch.minimum(obj, self.best_obj)
-        else:  # restart from the accepted pair
-            self.Wy, self.Hy = self.Wt, self.H
+        else:  # restart from the best pair, which is also the next origin
+            self.Wt, self.Hy = self.Wy, self.H
             self.weight.restart()
         return viol_W.sum() + viol_H.sum() if violation else None
 
@@ -309,13 +314,12 @@ class ExtrapolatedHALS:
             one = torch.ones((), dtype=Wn.dtype, device=Wn.device)
             d = torch.where(accepted, balancing_scale(Wn, Hn), one)
         Hn, Hy = self._new_pair(d, Wn, Wy, Hn, torch.diagonal(G))
-        # W_n may be self.Wy's own buffer (_update_codes): both reads of it
-        # come before self.Wy is written.
-        Wy_next = torch.where(accepted, Wy, self.Wt)
+        # W_y may be self.Wt's buffer (iterate): read before it is written.
+        Wt_next = torch.where(accepted, Wn, self.Wy)
         Hy_next = torch.where(accepted, Hy, self.H)
-        self.Wt.copy_(torch.where(accepted, Wn, self.Wt))
+        self.Wy.copy_(torch.where(accepted, Wy, self.Wy))
         self.H.copy_(torch.where(accepted, Hn, self.H))
-        self.Wy.copy_(Wy_next)
+        self.Wt.copy_(Wt_next)
         self.Hy.copy_(Hy_next)
         self.best_obj.copy_(
             torch.where(accepted, torch.minimum(obj, self.best_obj), self.best_obj)
@@ -334,25 +338,16 @@ class ExtrapolatedHALS:
         """The codes' block update against ``H_y``; returns ``(W_n,
         violation)``.
 
-        HALS writes ``W_n`` over ``W_y`` when that is a tensor of its own
-        (not the accepted codes, as after a restart or at the start): nothing
-        reads the extrapolated codes after the update. HALS on a tall sparse
-        ``X`` goes one row block at a time (the rows' problems are
-        independent), so that the cross term ``X H_y^T``, as large as the
-        codes, never exists whole: the peak of such a fit is then the codes'
-        own copies. Other updates keep state per row and take the whole
-        cross term.
+        HALS on a tall sparse ``X`` goes one row block at a time (the rows'
+        problems are independent), so that the cross term ``X H_y^T``, as
+        large as the codes, never exists whole: the peak of such a fit is
+        then the codes' own copies. Other updates keep state per row and
+        take the whole cross term.
         """
-        hals = isinstance(self.update_W, HALSUpdate)
-        overwrite = hals and self.Wy is not self.Wt
-        if not (self.op.blocked and hals):
+        if not (self.op.blocked and isinstance(self.update_W, HALSUpdate)):
             Bt = self.op.atoms_product_t(self.Hy)  # (k, n) = (X H_y^T)^T
-            extra = {"inplace": True} if overwrite else {}
-            return self.update_W(
-                self.Wy, G, Bt, self.inner_W, violation=violation, **extra
-            )
-        # Each block's update reads its columns of W_y before they are written.
-        Wn = self.Wy if overwrite else torch.empty_like(self.Wy)
+            return self.update_W(self.Wy, G, Bt, self.inner_W, violation=violation)
+        Wn = torch.empty_like(self.Wy)
         viol = torch.zeros((), dtype=torch.float64, device=Wn.device)
         for sl, Bt in self.op.atoms_product_t_blocks(self.Hy):
             part, v = self.update_W(

@@ -64,11 +64,8 @@ class HALSUpdate:
             return list(range(k))
         return self.order() if callable(self.order) else self.order
 
-    def __call__(self, F, G, B, n_steps, *, violation=False, inplace=False):
-        """``n_steps`` sweeps on a copy of ``F`` (on ``F`` itself with
-        ``inplace``); returns the updated factor and the violation."""
-        if not inplace:
-            F = F.clone()
+    def __call__(self, F, G, B, n_steps, *, violation=False):
+        F = F.clone()
         viol = hals_sweeps(
             F,
             add_ridge(G, self.l2),
