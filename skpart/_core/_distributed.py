@@ -521,8 +521,10 @@ class BlockHALS:
             return None
         return self.order()
 
-    def iterate(self, n_iter, violation):
-        """One iteration; the summed violation when ``violation``."""
+    def iterate(self, n_iter, violation, plain=False):
+        """One iteration; the summed violation when ``violation``. ``plain``
+        as in :meth:`~skpart._core._nmf.ExtrapolatedHALS.iterate`."""
+        plain = plain and not self.constrained
         first = self.best_obj is None
         G = self.Hy @ self.Hy.mT
         k = G.shape[0]
@@ -534,9 +536,11 @@ class BlockHALS:
             G=G,
             weight=self.weight.weight,
             violation=violation,
-            norms=self.balance and n_iter % BALANCE_EVERY == 1,
+            norms=self.balance and n_iter % BALANCE_EVERY == 1 and not plain,
             order=self._order(k),
         )
+        if plain:
+            msg.update(extrapolate_W=False, inner=1)
         s = self.blocks.step(_hals_block, msg)
         if first:
             loss = gram_loss(self.half_sq_X, s["cross0"], G, s["VVt0"])
@@ -545,28 +549,31 @@ class BlockHALS:
             self.best_loss = float(loss)
             self.initial_error = self.error
         G_W, WX = s["G"], s["WX"]
-        Hn, viol_H = self.update_H(self.Hy, G_W, WX, self.inner_H, violation=violation)
+        inner_H = 1 if plain else self.inner_H
+        Hn, viol_H = self.update_H(self.Hy, G_W, WX, inner_H, violation=violation)
         loss = gram_loss(self.half_sq_X, _cross(WX, Hn), G_W, Hn @ Hn.mT)
         obj = float(loss + _penalty_value(self.penalties, s["sum"], s["sq"], Hn))
         if obj > min(self.obj_prev, self.best_obj) + self.noise:  # restart
             self.Hy = self.H
-            self.weight.restart()
+            if not plain:
+                self.weight.restart()
             self.decision = ("restart", None)
         else:
             d = None
-            if self.balance and n_iter % BALANCE_EVERY == 1:
+            if self.balance and n_iter % BALANCE_EVERY == 1 and not plain:
                 a = s["Wn_sq"].sqrt()
                 b = torch.linalg.vector_norm(Hn, dim=1, keepdim=True)
                 ok = (a > 0) & (b > 0)
                 d = torch.where(ok, torch.sqrt(b / torch.where(ok, a, 1.0)), 1.0)
                 Hn, self.H = Hn / d, self.H / d
             self.Hy = Hn
-            if self.extrapolate_H:
+            if self.extrapolate_H and not plain:
                 self.Hy = extrapolate(
                     Hn, self.H, self.weight.weight, torch.diagonal(G_W)
                 )
             self.H = Hn
-            self.weight.accept()
+            if not plain:
+                self.weight.accept()
             self.decision = ("accept", d)
         self.obj_prev = obj
         if obj <= self.best_obj + self.noise:
@@ -575,9 +582,9 @@ class BlockHALS:
             return s["viol"] + viol_H.sum()
         return None
 
-    def step(self, n_iter, check):
+    def step(self, n_iter, check, plain=False):
         """Iteration ``n_iter`` (:meth:`~skpart._core._nmf.ExtrapolatedHALS.step`)."""
-        return self.iterate(n_iter, check and not self.constrained)
+        return self.iterate(n_iter, check and not self.constrained, plain)
 
     def block(self, check):
         """:data:`~skpart._core._nmf.CHECK_EVERY` iterations

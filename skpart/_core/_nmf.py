@@ -26,6 +26,11 @@ from ._updates import (
 CHECK_EVERY = 10
 #: The extrapolated HALS rebalances the scale of its factors this often.
 BALANCE_EVERY = 10
+#: The first this many iterations of the extrapolated HALS are plain
+#: (:meth:`ExtrapolatedHALS.iterate` with ``plain``): scikit-learn's own
+#: coordinate descent iterations. At most :data:`CHECK_EVERY`, so that they
+#: all run before the first block of iterations.
+WARM_UP = 10
 #: Objective changes below this many float32 ulps of the data's
 #: ``0.5 ||X||^2`` (and at least ``_NOISE_ULPS_64`` float64 ulps, the rounding
 #: of the Gram formula's float64 sums) are rounding noise: they neither
@@ -183,7 +188,10 @@ class ExtrapolatedHALS:
     a sparseness target. A constrained factor is not extrapolated (the
     extrapolated point would need one more projection), and nothing is when
     the codes are constrained: the codes' projected gradient then progresses
-    faster against atoms that move smoothly.
+    faster against atoms that move smoothly. Without constraints, the first
+    :data:`WARM_UP` iterations are plain (:func:`run_extrapolated`): one
+    sweep per factor, no extrapolation, no rebalancing, which are
+    scikit-learn's iterations from the same start.
     """
 
     def __init__(self, op, W, H, *, updates, penalties, sparseness_W, sparseness_H):
@@ -249,11 +257,22 @@ class ExtrapolatedHALS:
         """Frobenius error of the best pair met (a float: one host sync)."""
         return math.sqrt(2 * max(float(self.best_obj), 0.0))
 
-    def iterate(self, rebalance, violation):
+    def iterate(self, rebalance, violation, plain=False):
         """One iteration; with ``rebalance`` an accepted pair is rebalanced
         (:func:`balancing_scale`). Returns the HALS sweeps' summed
         projected-gradient violation when ``violation`` is true (``None``
         otherwise).
+
+        A ``plain`` iteration updates each factor with one sweep and
+        extrapolates nothing (the weight is left as it is): from the same
+        start, these are scikit-learn's coordinate descent iterates (one
+        sweep over the components of ``W``, then of ``H``). The early
+        iterations decide which of the many local minima the fit ends in;
+        the extrapolated, multi-sweep iterations, started at once, can take
+        another one than scikit-learn's, with a higher error. Plain HALS
+        never increases the objective, so a plain pair is always accepted.
+        A fit with a sparseness target has no plain iterations (there are no
+        scikit-learn iterations to follow).
 
         Restart or accept: the new pair is accepted when its objective is at
         most the best one's plus the rounding noise. (With the best objective
@@ -265,38 +284,42 @@ class ExtrapolatedHALS:
         dtype would restart elsewhere and end at another of the many equally
         good factorisations. Sync-free off the CPU (:meth:`_decide_on_device`).
         """
+        plain = plain and not self.constrained
+        rebalance = rebalance and not plain
         G = self.Hy @ self.Hy.mT
         if self.best_obj is None:  # W_y, H_y are the starting pair
             self.best_obj = self._start_objective(G)
             self.initial_error = self.error
-        Wn, viol_W = self._update_codes(G, violation)
+        Wn, viol_W = self._update_codes(G, violation, 1 if plain else self.inner_W)
         Wy = Wn
-        if self.extrapolate_W:
+        if self.extrapolate_W and not plain:
             # Into the accepted codes' buffer unless they are the best ones
             # (after a restart); the sync-free state has its own buffers.
             out = None if self.Wt is self.Wy else self.Wt
             Wy = extrapolate(Wn, self.Wt, self.weight.weight, torch.diagonal(G), out)
         WX = self.op.codes_product(Wy)  # (k, m) = W_y^T X
         G = Wy @ Wy.mT
-        Hn, viol_H = self.update_H(self.Hy, G, WX, self.inner_H, violation=violation)
+        inner_H = 1 if plain else self.inner_H
+        Hn, viol_H = self.update_H(self.Hy, G, WX, inner_H, violation=violation)
         obj = self.objective(WX, Hn, G, Wy, Hn)
         accepted = obj <= self.best_obj + self.noise
         if self.sync_free:
-            self._decide_on_device(accepted, obj, rebalance, Wn, Wy, Hn, G)
+            self._decide_on_device(accepted, obj, rebalance, plain, Wn, Wy, Hn, G)
         elif bool(accepted):
-            self._accept(rebalance, Wn, Wy, Hn, torch.diagonal(G))
+            self._accept(rebalance, plain, Wn, Wy, Hn, torch.diagonal(G))
             self.best_obj = torch.minimum(obj, self.best_obj)
         else:  # restart from the best pair, which is also the next origin
             self.Wt, self.Hy = self.Wy, self.H
-            self.weight.restart()
+            if not plain:
+                self.weight.restart()
         return viol_W.sum() + viol_H.sum() if violation else None
 
-    def step(self, n_iter, check):
+    def step(self, n_iter, check, plain=False):
         """Iteration ``n_iter`` of the fit: rebalanced every
         :data:`BALANCE_EVERY` iterations, with the violation when ``check``
-        (and the factors are free)."""
+        (and the factors are free); ``plain`` as in :meth:`iterate`."""
         rebalance = n_iter % BALANCE_EVERY == 1
-        return self.iterate(rebalance, check and not self.constrained)
+        return self.iterate(rebalance, check and not self.constrained, plain)
 
     def block(self, check):
         """Iterations ``10 j + 1`` to ``10 j + 10`` (:data:`CHECK_EVERY`),
@@ -306,14 +329,14 @@ class ExtrapolatedHALS:
             violation = self.step(i, check and i == CHECK_EVERY)
         return violation
 
-    def _decide_on_device(self, accepted, obj, rebalance, Wn, Wy, Hn, G):
+    def _decide_on_device(self, accepted, obj, rebalance, plain, Wn, Wy, Hn, G):
         """:meth:`iterate`'s accept/restart as tensor arithmetic: every state
         tensor gets ``torch.where(accepted, new, old)``, in place."""
         d = None
         if self.balance and rebalance:  # rescaled only if accepted
             one = torch.ones((), dtype=Wn.dtype, device=Wn.device)
             d = torch.where(accepted, balancing_scale(Wn, Hn), one)
-        Hn, Hy = self._new_pair(d, Wn, Wy, Hn, torch.diagonal(G))
+        Hn, Hy = self._new_pair(d, plain, Wn, Wy, Hn, torch.diagonal(G))
         # W_y may be self.Wt's buffer (iterate): read before it is written.
         Wt_next = torch.where(accepted, Wn, self.Wy)
         Hy_next = torch.where(accepted, Hy, self.H)
@@ -324,7 +347,8 @@ class ExtrapolatedHALS:
         self.best_obj.copy_(
             torch.where(accepted, torch.minimum(obj, self.best_obj), self.best_obj)
         )
-        self.weight.update(accepted)
+        if not plain:
+            self.weight.update(accepted)
 
     def _start_objective(self, G):
         """The objective of the starting pair (``W_y``, ``H_y``)."""
@@ -334,9 +358,9 @@ class ExtrapolatedHALS:
         Bt = self.op.atoms_product_t(self.Hy)
         return self.objective(Bt, self.Wy, G, self.Wy, self.Hy)
 
-    def _update_codes(self, G, violation):
-        """The codes' block update against ``H_y``; returns ``(W_n,
-        violation)``.
+    def _update_codes(self, G, violation, inner):
+        """The codes' block update against ``H_y`` (``inner`` sweeps);
+        returns ``(W_n, violation)``.
 
         HALS on a tall sparse ``X`` goes one row block at a time (the rows'
         problems are independent), so that the cross term ``X H_y^T``, as
@@ -346,29 +370,29 @@ class ExtrapolatedHALS:
         """
         if not (self.op.blocked and isinstance(self.update_W, HALSUpdate)):
             Bt = self.op.atoms_product_t(self.Hy)  # (k, n) = (X H_y^T)^T
-            return self.update_W(self.Wy, G, Bt, self.inner_W, violation=violation)
+            return self.update_W(self.Wy, G, Bt, inner, violation=violation)
         Wn = torch.empty_like(self.Wy)
         viol = torch.zeros((), dtype=torch.float64, device=Wn.device)
         for sl, Bt in self.op.atoms_product_t_blocks(self.Hy):
-            part, v = self.update_W(
-                self.Wy[:, sl], G, Bt, self.inner_W, violation=violation
-            )
+            part, v = self.update_W(self.Wy[:, sl], G, Bt, inner, violation=violation)
             Wn[:, sl] = part
             if violation:
                 viol += v.sum()
         return Wn, (viol if violation else None)
 
-    def _accept(self, rebalance, Wn, Wy, Hn, diag_W):
+    def _accept(self, rebalance, plain, Wn, Wy, Hn, diag_W):
         """Take the new pair (rescaled when the factors are rebalanced) and
-        extrapolate the atoms."""
+        extrapolate the atoms (not when ``plain``)."""
         d = balancing_scale(Wn, Hn) if self.balance and rebalance else None
-        Hn, self.Hy = self._new_pair(d, Wn, Wy, Hn, diag_W)
+        Hn, self.Hy = self._new_pair(d, plain, Wn, Wy, Hn, diag_W)
         self.Wt, self.H, self.Wy = Wn, Hn, Wy
-        self.weight.accept()
+        if not plain:
+            self.weight.accept()
 
-    def _new_pair(self, d, Wn, Wy, Hn, diag_W):
+    def _new_pair(self, d, plain, Wn, Wy, Hn, diag_W):
         """The new pair as it is accepted: rebalanced by ``d`` (``None``: not
-        this iteration) and the atoms extrapolated from the accepted ones.
+        this iteration) and the atoms extrapolated from the accepted ones
+        (not when ``plain``).
         Returns ``(H_n, H_y)``; ``W_n`` and ``W_y``, this iteration's own
         tensors, are scaled in place (no copies of the codes).
 
@@ -385,7 +409,7 @@ class ExtrapolatedHALS:
                 Wy.mul_(d)
             Hn, H_old = Hn / d, H_old / d
         Hy = Hn
-        if self.extrapolate_H:
+        if self.extrapolate_H and not plain:
             Hy = extrapolate(Hn, H_old, self.weight.weight, diag_W)
         return Hn, Hy
 
@@ -408,14 +432,17 @@ def run_extrapolated(run, *, max_iter, tol, verbose, capture=False):
     """The iterations and stopping rules of the extrapolated HALS.
 
     ``run`` is :class:`ExtrapolatedHALS` or its block-wise twin
-    (``_distributed.BlockHALS``): ``step(n_iter, check)``, ``block(check)``,
-    ``error``, ``initial_error`` and ``constrained``. The first
-    :data:`CHECK_EVERY` iterations go one by one, then whole blocks (replayed
-    as a CUDA graph with ``capture``, :class:`GraphedBlock`), the remainder
-    one by one. Stops when the error decreases by less than ``tol`` times
-    the initial error over :data:`CHECK_EVERY` iterations
-    (:class:`ErrorPlateau`, the test of ``"mu"``) and, without constraints,
-    scikit-learn's test of its coordinate descent also holds
+    (``_distributed.BlockHALS``): ``step(n_iter, check, plain)``,
+    ``block(check)``, ``error``, ``initial_error`` and ``constrained``. The
+    first :data:`CHECK_EVERY` iterations go one by one, the first
+    :data:`WARM_UP` of them plain (scikit-learn's iterations, which settle
+    which local minimum the fit goes to), then whole blocks, all of them the
+    same accelerated computation (replayed as a CUDA graph with ``capture``,
+    :class:`GraphedBlock`), the remainder one by one. Stops when the error
+    decreases by less than ``tol`` times the initial error over
+    :data:`CHECK_EVERY` iterations (:class:`ErrorPlateau`, the test of
+    ``"mu"``) and, without constraints, scikit-learn's test of its
+    coordinate descent also holds
     (:class:`ViolationRatio`): the extrapolated sweeps shrink the violation
     long before the error settles, so the violation test alone stops too
     early. Returns ``(n_iter, converged)``.
@@ -429,7 +456,10 @@ def run_extrapolated(run, *, max_iter, tol, verbose, capture=False):
         whole = n_iter >= CHECK_EVERY and max_iter - n_iter >= CHECK_EVERY
         n_iter += CHECK_EVERY if whole else 1
         check = tol > 0 and (n_iter == 1 or n_iter % CHECK_EVERY == 0)
-        violation = blocks() if whole else run.step(n_iter, check)
+        if whole:
+            violation = blocks()
+        else:
+            violation = run.step(n_iter, check, plain=n_iter <= WARM_UP)
         if not check:
             continue
         if plateau is None:
