@@ -55,9 +55,11 @@ peak) on those rows, torch's whole fixed cost in that setting.
 ``tol``, or ``tol=0`` with a fixed ``max_iter``), giving time ``T`` and error
 ``e``. SparseNMF is fitted with ``tol=0`` and ``max_iter`` in 5, 10, 15, 20,
 30, 40, 60, 80, 120, ... until its error is at most ``e * (1 + 1e-6)``; the
-table gives that ``max_iter``, the time of that fit and ``T`` divided by it.
-The schedule is coarse, so the time is an upper bound. The fits of a search
-run one after the other in one subprocess; the one that reaches ``e`` is then
+schedule is coarse, so every count between the first that reaches and the
+schedule's point before is then tried too; the table gives the smallest
+``max_iter`` that reaches, the time of that fit and ``T`` divided by it. The
+fits of a search run one after the other in one subprocess; the one that
+reaches ``e`` is then
 rerun alone in a fresh one, whose time is the one reported. A fixed-``max_iter``
 row uses its own SparseNMF fit as one point of the search. The search stops,
 "not reached", after a fit that took more than ``--search-cap`` times ``T``
@@ -336,8 +338,9 @@ def child(spec, threads, timeout, lines=False):
 
 
 def search(spec, threads, target, t_sk, known, args):
-    """Smallest ``max_iter`` of SCHEDULE with which SparseNMF(tol=0) reaches
-    ``target``.
+    """Smallest ``max_iter`` with which SparseNMF(tol=0) reaches ``target``:
+    the first of SCHEDULE, then the first of the counts between it and the
+    schedule's point before.
 
     The fits of the search run one after the other in one subprocess, which
     stops at the first that reaches ``target``, takes more than
@@ -374,6 +377,14 @@ def search(spec, threads, target, t_sk, known, args):
             print(f"    search: {res}", flush=True)
     if fits and fits[-1]["error"] <= target:
         n = fits[-1]["max_iter"]
+        below = fits[-2]["max_iter"] if len(fits) > 1 else 0
+        if n - below > 1:  # every count in between, none stopped as stalled
+            finer = dict(spec_search, schedule=list(range(below + 1, n)))
+            finer["stall_rtol"] = -1.0
+            more = child(finer, threads, args.timeout * 4, lines=True) or []
+            for res in more:
+                print(f"    finer: {res}", flush=True)
+            n = next((r["max_iter"] for r in more if r["error"] <= target), n)
         params = dict(spec["params"], tol=0, max_iter=n)
         res = child(dict(spec, task="fit", params=params), threads, args.timeout)
         print(f"    again alone: {res}", flush=True)
@@ -642,10 +653,11 @@ def main():
         "libraries (BLAS, LAPACK, sparse kernels) that their first call maps "
         "in, and the allocators' arenas, none of which grow with the data. Time "
         "ratio = sklearn's time / SparseNMF's, same setting. SparseNMF to "
-        "sklearn's error: the first `max_iter` of "
-        f"{', '.join(map(str, SCHEDULE[:9]))}, ... with which SparseNMF "
-        "(`tol=0`) reaches sklearn's error, the time of that fit and sklearn's "
-        "time / that time (an upper bound on the time: the schedule is coarse). "
+        "sklearn's error: the smallest `max_iter` with which SparseNMF "
+        "(`tol=0`) reaches sklearn's error (the first of "
+        f"{', '.join(map(str, SCHEDULE[:9]))}, ... that does, then every count "
+        "between it and the one before), the time of that fit, run again "
+        "alone, and sklearn's time / that time. "
         "Not reached: the search stopped after a fit longer than "
         f"{args.search_cap:g} x sklearn's time (time cap), or one that improved "
         f"the error by less than {STALL_RTOL:g} relative (stalled), or at "

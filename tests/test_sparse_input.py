@@ -138,3 +138,46 @@ def test_kullback_leibler_on_csr_forms_no_dense_block(problem, monkeypatch):
     assert float(beta_divergence(Xs, W, H, 1.0)) < float(
         beta_divergence(Xs, W0, H0, 1.0)
     )
+
+
+def test_beta_updates_reuse_one_values_array(problem):
+    # The values of W H at the stored entries (and of the transposed ratio)
+    # go into the operator's scratch arrays: the same storage at every
+    # update, with the numbers of a fresh product.
+    X, W, H = problem
+    op = DataOperator(to_tensor(X, device="cpu"))
+    Wt, Ht = torch.from_numpy(W), torch.from_numpy(H)
+    first = op.sampled_product(Wt, Ht)
+    ptr = first.data_ptr()
+    expected = torch.sparse.sampled_addmm(op.X, Wt, Ht, beta=0.0).values()
+    torch.testing.assert_close(first, expected, rtol=0, atol=0)
+    storages = set()
+    for _ in range(3):
+        mu_terms_codes(op, Wt, Ht, 1.0)
+        mu_terms_atoms(op, Wt, Ht, 1.0)
+        storages |= {op.sampled_product(Wt, Ht).data_ptr()}
+        storages |= {
+            op.transposed_with(op.X.values(), scratch=True).values().data_ptr()
+        }
+    assert len(storages) == 2 and ptr in storages
+
+
+def test_frobenius_fit_builds_the_transpose_once(problem, monkeypatch):
+    # The init's operator goes on to a Frobenius fit (X^T built once); a
+    # KL fit builds X^T's pattern for its own operator.
+    X = sp.vstack([problem[0]] * 4).tocsr()
+    calls = []
+    real = DataOperator._transpose_pattern
+
+    def counting(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(DataOperator, "_transpose_pattern", counting)
+    SparseNMF(4, init="nndsvda", random_state=0, max_iter=5, tol=0).fit(X)
+    assert len(calls) == 1
+    calls.clear()
+    SparseNMF(
+        4, init="nndsvda", beta_loss="kullback-leibler", solver="mu", max_iter=5
+    ).fit(X)
+    assert len(calls) == 2

@@ -164,8 +164,18 @@ def _power(WH, beta):
 
 
 def _sparse_ratio(op, W, H, beta):
-    """:func:`_ratio` at the stored entries of a CSR ``X``, in its value order."""
-    return _ratio(op.X.values(), op.sampled_product(W, H), beta)
+    """:func:`_ratio` at the stored entries of a CSR ``X``, in its value
+    order, written over ``W H``'s values there (the operator's scratch
+    array, :meth:`~skpart._core._operator.DataOperator.sampled_product`):
+    the same operations as :func:`_ratio`."""
+    x, wh = op.X.values(), op.sampled_product(W, H)
+    if beta < 2:
+        wh.clamp_(min=EPSILON)
+    if beta == 1:
+        return torch.div(x, wh, out=wh)
+    if beta == 0:
+        return torch.div(x, wh.square_(), out=wh)
+    return wh.pow_(beta - 2).mul_(x)
 
 
 def mu_terms_codes(op, W, H, beta):
@@ -205,7 +215,7 @@ def mu_terms_atoms(op, W, H, beta):
     ratio) and ``W`` summed over the samples (``beta = 1``) or ``W^T (W
     H)^(beta - 1)`` over row blocks."""
     if op.sparse:
-        ratio_t = op.transposed_with(_sparse_ratio(op, W, H, beta))
+        ratio_t = op.transposed_with(_sparse_ratio(op, W, H, beta), scratch=True)
         num = (ratio_t @ W).mT.contiguous()
     else:
         num = torch.zeros_like(H)

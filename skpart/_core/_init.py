@@ -3,7 +3,7 @@
 import torch
 
 from ._device import randn
-from ._operator import DataOperator
+from ._operator import as_operator
 
 _INITS = ("random", "nndsvd", "nndsvda", "nndsvdar")
 
@@ -96,9 +96,10 @@ def randomized_svd(
 
     Parameters
     ----------
-    X : torch.Tensor of shape (n_samples, n_features)
+    X : torch.Tensor or DataOperator of shape (n_samples, n_features)
         Dense, or sparse (COO, CSR or CSC; used through sparse-dense products
-        only, never densified).
+        only, never densified). An operator is used as it is: a fit that
+        passes the same one on shares the ``X^T`` built here.
     n_components : int
         Number of singular triplets to return.
     generator : torch.Generator
@@ -121,10 +122,10 @@ def randomized_svd(
     Vh : torch.Tensor of shape (n_components, n_features)
         Right singular vectors, one per row.
     """
-    n_samples, n_features = X.shape
+    op = as_operator(X)
+    n_samples, n_features = op.shape
     if n_iter == "auto":
         n_iter = 7 if n_components < 0.1 * min(n_samples, n_features) else 4
-    op = DataOperator(X)
     transpose = n_samples < n_features
     if transpose:
         op = op.T
@@ -228,9 +229,10 @@ def initialize_nmf(
 
     Parameters
     ----------
-    X : torch.Tensor of shape (n_samples, n_features)
+    X : torch.Tensor or DataOperator of shape (n_samples, n_features)
         Non-negative data, dense or sparse (COO, CSR or CSC; sparse input is
-        used through its values and sparse-dense products, never densified).
+        used through its values and sparse-dense products, never densified),
+        or its operator (see :func:`randomized_svd`).
     n_components : int
         Number of components ``k``.
     init : {"random", "nndsvd", "nndsvda", "nndsvdar"}
@@ -261,9 +263,10 @@ def initialize_nmf(
     """
     if init not in _INITS:
         raise ValueError(f"Invalid init {init!r}; expected one of {_INITS}.")
-    n_samples, n_features = X.shape
-    dtype, device = X.dtype, X.device
-    avg = DataOperator(X).mean()
+    op = as_operator(X)
+    n_samples, n_features = op.shape
+    dtype, device = op.dtype, op.device
+    avg = op.mean()
 
     def draw(shape):
         if normals is None:
@@ -276,7 +279,9 @@ def initialize_nmf(
         W = draw((n_samples, n_components))
         return _solver_layout(W.abs_().mul_(scale)), H.abs_().mul_(scale)
 
-    U, S, Vh = randomized_svd(X, n_components, generator=generator, normals=svd_normals)
+    U, S, Vh = randomized_svd(
+        op, n_components, generator=generator, normals=svd_normals
+    )
     W, H = _nndsvd(U, S, Vh, eps)
 
     if init == "nndsvda":

@@ -12,7 +12,7 @@ from ._device import sync_free
 from ._graphs import GraphedBlock, can_capture
 from ._hals import n_inner_sweeps
 from ._hoyer import best_scale, cone_project
-from ._operator import DataOperator, gram_half_sq_error
+from ._operator import DataOperator, as_operator, gram_half_sq_error
 from ._stopping import ErrorPlateau, ViolationRatio
 from ._updates import (
     HALSUpdate,
@@ -640,8 +640,9 @@ def fit_nmf(
 
     Parameters
     ----------
-    X : Tensor of shape (n_samples, n_features)
-        Non-negative data, dense or sparse CSR.
+    X : Tensor or DataOperator of shape (n_samples, n_features)
+        Non-negative data, dense or sparse CSR, or its operator (shared with
+        :func:`~skpart._core._init.initialize_nmf`: ``X^T`` built once).
     W : Tensor of shape (n_samples, n_components)
         Starting codes (non-negative; with ``sparseness_W`` they are projected).
     H : Tensor of shape (n_components, n_features)
@@ -686,7 +687,7 @@ def fit_nmf(
         raise ValueError("Sparseness constraints need the Frobenius loss (beta=2).")
     if solver == "cd" and beta != 2:
         raise ValueError("solver='cd' needs the Frobenius loss (beta=2).")
-    op = DataOperator(X)
+    op = as_operator(X)
     order = ShuffledOrder(start[1].shape[0], generator) if shuffle else None
     penalties = Penalties(l1_reg_W, l1_reg_H, l2_reg_W, l2_reg_H)
     common = {"solver": solver, "beta": beta, "order": order}

@@ -44,6 +44,17 @@ class DataOperator:
         self._to_t = None
         self._t_blocks = None
         self._blocks = None
+        self._scratch = {}
+
+    @property
+    def dtype(self):
+        """``X``'s dtype."""
+        return self.X.dtype
+
+    @property
+    def device(self):
+        """``X``'s device."""
+        return self.X.device
 
     @property
     def Xt(self):
@@ -72,8 +83,28 @@ class DataOperator:
     def sampled_product(self, W, H):
         """``(W @ H)`` at the stored entries of a CSR ``X``, as a 1-d tensor
         aligned with ``X.values()``: ``nnz * k`` operations, no ``n x m``
-        block (scikit-learn's ``_special_sparse_dot``)."""
-        return torch.sparse.sampled_addmm(self.X, W, H, beta=0.0).values()
+        block (scikit-learn's ``_special_sparse_dot``).
+
+        The result is the values of a scratch CSR tensor of the operator
+        (see :meth:`_scratch_values`), which the next call overwrites:
+        callers use it at once, and may overwrite it themselves."""
+        if "sampled" not in self._scratch:  # a CSR tensor, made once
+            self._scratch["sampled"] = self.with_values(
+                torch.empty_like(self.X.values())
+            )
+        out = self._scratch["sampled"]
+        return torch.sparse.sampled_addmm(self.X, W, H, beta=0.0, out=out).values()
+
+    def _scratch_values(self, name):
+        """An array the size of ``X``'s values kept by the operator under
+        ``name``. A beta-divergence fit writes its values at the stored
+        entries there at every update: one array for the whole fit, where
+        allocating and freeing new ones at every update left the allocator's
+        heap more fragmented as the fit went on (TF-IDF 11 459 x 5 000, KL,
+        130 iterations: peak 458 MiB, against 415 after 50)."""
+        if name not in self._scratch:
+            self._scratch[name] = torch.empty_like(self.X.values())
+        return self._scratch[name]
 
     def with_values(self, values):
         """A CSR tensor with ``X``'s pattern and ``values`` (in ``X``'s
@@ -87,17 +118,20 @@ class DataOperator:
             check_invariants=False,
         )
 
-    def transposed_with(self, values):
+    def transposed_with(self, values, scratch=False):
         """The CSR tensor of shape ``(n_cols, n_rows)`` with ``X^T``'s pattern
         and the ``values`` given in ``X``'s value order (``with_values(values)``
-        transposed); the pattern and the permutation are computed once."""
+        transposed); the pattern and the permutation are computed once. With
+        ``scratch`` its values are a scratch array of the operator
+        (:meth:`_scratch_values`), overwritten by the next such call."""
         if self._to_t is None:
             self._to_t = self._transpose_pattern()
             if self._Xt is not None:  # share the indices X^T already holds
                 crow, col = self._Xt.crow_indices(), self._Xt.col_indices()
                 self._to_t = (crow, col, self._to_t[2])
         crow, col, order = self._to_t
-        return self._csr_t(crow, col, values[order])
+        out = self._scratch_values("transposed") if scratch else None
+        return self._csr_t(crow, col, torch.index_select(values, 0, order, out=out))
 
     def _csr_t(self, crow, col, values):
         """The CSR tensor of shape ``(n_cols, n_rows)`` of these arrays."""
@@ -308,6 +342,12 @@ class DataOperator:
         if not self.sparse:
             return self.X.mean()
         return self.X.values().sum() / (self.shape[0] * self.shape[1])
+
+
+def as_operator(X):
+    """``X`` as a :class:`DataOperator`; an operator is returned as it is,
+    so that the callers share what it builds once (``X^T``, row blocks)."""
+    return X if isinstance(X, DataOperator) else DataOperator(X)
 
 
 def gram_half_sq_error(half_sq_X, P, V, Q, VVt=None):

@@ -12,6 +12,7 @@ from .._core._device import randperm
 from .._core._init import initialize_nmf
 from .._core._nmf import fit_nmf, solve_codes
 from .._core._online import OnlineNMF, minibatch_step
+from .._core._operator import DataOperator
 from ..utils._sklearn_compat import Interval, StrOptions, _fit_context
 from ..utils._warnings import warn
 from . import _dask
@@ -547,7 +548,8 @@ class SparseNMF(NMFBase):
 
     def _initial_factors(self, shape, dtype, Xt, W, H):
         """Starting factors ``(W, H)`` as tensors: the custom ones checked,
-        the others computed by ``init`` from the tensor ``Xt``.
+        the others computed by ``init`` from ``Xt`` (a tensor, or the fit's
+        ``DataOperator``).
 
         ``shape`` and ``dtype`` describe the data: all of it (which custom
         factors must match), or for computed factors the rows of ``Xt``
@@ -606,9 +608,16 @@ class SparseNMF(NMFBase):
         l1_W, l1_H, l2_W, l2_H = self._regularization(X)
         # The starting pair goes in a list that fit_nmf empties, so that the
         # starting codes are freed once the fit has moved past them.
-        start = list(self._initial_factors(X.shape, X.dtype, Xt, W, H))
+        # The init's operator goes on to a Frobenius fit, which takes the
+        # same products with X^T: a sparse X's transpose is built once. The
+        # other losses use only X^T's pattern, with new values: the init's
+        # transpose goes with its operator.
+        data = DataOperator(Xt)
+        start = list(self._initial_factors(X.shape, X.dtype, data, W, H))
+        if self._beta_loss != 2:
+            data = Xt
         W, H, n_iter, converged = fit_nmf(
-            Xt,
+            data,
             start=start,
             solver=self.solver,
             beta_loss=self._beta_loss,
